@@ -44,7 +44,7 @@ const (
 	EnvNodeRank      = "KILN_NODE_RANK"
 	EnvNodes         = "KILN_NODES"
 	EnvProcsPerNode  = "KILN_PROCESSES_PER_NODE"
-	EnvJobName       = "KILN_JOB_NAME"
+	EnvLeaderAddr    = "KILN_LEADER_ADDR"
 	EnvAttempt       = "KILN_ATTEMPT"
 	EnvHostfile      = "KILN_HOSTFILE"
 
@@ -52,6 +52,10 @@ const (
 	EnvReservedPrefix = "KILN_"
 	EnvTorchrunPrefix = "PET_"
 )
+
+// DefaultGPUResource is the resource that counts GPUs unless
+// spec.resources.gpuResource says otherwise.
+const DefaultGPUResource = "nvidia.com/gpu"
 
 // Labels Kiln puts on what it creates.
 const (
