@@ -1,0 +1,41 @@
+// Command kiln-manager runs Kiln's controllers and webhooks in a cluster.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"kiln.dev/kiln/internal/manager"
+)
+
+func main() {
+	var o manager.Options
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8443", `address of the metrics endpoint; "0" turns it off`)
+	flag.BoolVar(&o.SecureMetrics, "metrics-secure", true, "serve metrics over HTTPS to callers authorised for GET /metrics")
+	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	flag.BoolVar(&o.LeaderElection, "leader-elect", true, "take a lease so that only one replica acts at a time")
+	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the lease (default: the manager's own)")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-manager: no cluster configuration:", err)
+		os.Exit(1)
+	}
+	mgr, err := manager.New(cfg, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
+		os.Exit(1)
+	}
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,278 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"kiln.dev/kiln/internal/controlplane"
+	"kiln.dev/kiln/internal/devtools"
+	"kiln.dev/kiln/internal/localkiln"
+)
+
+func newDevCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run Kiln locally on a real control plane with simulated GPU nodes",
+		Long: `A local Kiln: kube-apiserver, etcd, kube-controller-manager and kube-scheduler built from their
+Go modules, kwok simulating pools of GPU nodes, Kiln's CRDs and its manager. Nothing is downloaded
+but Go modules; the first run builds the components (about 10 minutes on 2 cores) and caches them.`,
+	}
+	cmd.AddCommand(newDevUpCommand(streams), newDevDownCommand(streams), newDevStatusCommand(streams),
+		newDevToolsCommand(streams), newDevServeCommand(streams))
+	return cmd
+}
+
+// DevUpOptions start the local Kiln.
+type DevUpOptions struct {
+	Pools    string
+	Port     int
+	StateDir string
+	Timeout  time.Duration
+
+	pools   []controlplane.NodePool
+	streams genericiooptions.IOStreams
+}
+
+func newDevUpCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &DevUpOptions{streams: streams}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the local Kiln in the background (safe to run twice)",
+		Example: `  # The default cluster: two 8-GPU nodes, two 4-GPU nodes and a CPU node
+  kubectl kiln dev up
+
+  # Four 8-GPU A100 nodes and eight 4-GPU L4 nodes, API server on port 6443
+  kubectl kiln dev up --pools a100=4x8,l4=8x4@NVIDIA-L4 --port 6443`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Complete(); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	addDevFlags(cmd, &o.Pools, &o.Port, &o.StateDir)
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long to wait for the plane once its components are built")
+	return cmd
+}
+
+func addDevFlags(cmd *cobra.Command, pools *string, port *int, dir *string) {
+	cmd.Flags().StringVar(pools, "pools", controlplane.DefaultPools,
+		"simulated node pools, comma-separated [NAME=]COUNTxGPUS[@PRODUCT]; 0 GPUs makes CPU nodes")
+	cmd.Flags().IntVar(port, "port", 0, "API server port on 127.0.0.1 (0 picks a free one)")
+	cmd.Flags().StringVar(dir, "state-dir", localkiln.DefaultDir(), "folder for the kubeconfig, state and logs")
+}
+
+// Complete parses the pool list.
+func (o *DevUpOptions) Complete() error {
+	pools, err := controlplane.ParsePools(o.Pools)
+	if err != nil {
+		return err
+	}
+	o.pools = pools
+	return nil
+}
+
+// Validate refuses a port outside the TCP range.
+func (o *DevUpOptions) Validate() error {
+	if o.Port < 0 || o.Port > 65535 {
+		return fmt.Errorf("--port %d is not a TCP port (0-65535)", o.Port)
+	}
+	if o.Timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive")
+	}
+	return nil
+}
+
+// Run builds the tools if needed, starts the supervisor and reports what runs.
+func (o *DevUpOptions) Run(ctx context.Context) error {
+	out := o.streams.Out
+	if s, err := localkiln.ReadState(o.StateDir); err != nil {
+		return err
+	} else if s != nil && s.Server != "" {
+		fmt.Fprintf(out, "Kiln is already running (since %s).\n", s.Started.Local().Format(time.Kitchen))
+		printSummary(o.streams, s)
+		return nil
+	} else if s != nil {
+		return fmt.Errorf("a local Kiln is starting (pid %d); wait for it or run `kubectl kiln dev down`", s.PID)
+	}
+	if _, err := ensureTools(ctx, o.streams); err != nil {
+		return err
+	}
+	args := []string{"--pools", o.Pools, "--port", fmt.Sprint(o.Port)}
+	pid, err := localkiln.StartSupervisor(o.StateDir, args)
+	if err != nil {
+		return err
+	}
+	s, err := localkiln.WaitReady(ctx, o.StateDir, pid, o.Timeout, prefixWriter{w: o.streams.ErrOut, prefix: "  "})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "Kiln is running.")
+	printSummary(o.streams, s)
+	return nil
+}
+
+func printSummary(streams genericiooptions.IOStreams, s *localkiln.State) {
+	fmt.Fprintf(streams.Out, `  API server:  %s
+  node pools:  %s
+  kubeconfig:  %s
+  logs:        %s
+
+Try:
+  export KUBECONFIG=%s
+  kubectl get nodes -L kiln.dev/pool,nvidia.com/gpu.product,nvidia.com/gpu.count
+Stop it with:
+  kubectl kiln dev down
+`, s.Server, s.Pools, s.KubeConfig, s.LogDir, s.KubeConfig)
+}
+
+func ensureTools(ctx context.Context, streams genericiooptions.IOStreams) (map[string]string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	src, err := devtools.FindSourceDir(wd)
+	if err != nil {
+		return nil, err
+	}
+	c := &devtools.Cache{SourceDir: src, Out: prefixWriter{w: streams.ErrOut, prefix: "  "}}
+	return c.Ensure(ctx, devtools.ControlPlaneTools...)
+}
+
+func newDevDownCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the local Kiln and every process it started",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := localkiln.ReadState(dir)
+			if err != nil {
+				return err
+			}
+			if s == nil {
+				fmt.Fprintln(streams.Out, "Kiln is not running.")
+				return nil
+			}
+			if err := localkiln.Stop(dir, time.Minute); err != nil {
+				return err
+			}
+			fmt.Fprintln(streams.Out, "Kiln stopped; no process or port is left behind.")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "state-dir", localkiln.DefaultDir(), "folder for the kubeconfig, state and logs")
+	return cmd
+}
+
+func newDevStatusCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Say whether the local Kiln runs, and where",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := localkiln.ReadState(dir)
+			if err != nil {
+				return err
+			}
+			switch {
+			case s == nil:
+				fmt.Fprintln(streams.Out, "Kiln is not running. Start it with: kubectl kiln dev up")
+			case s.Server == "":
+				fmt.Fprintf(streams.Out, "Kiln is starting (pid %d).\n", s.PID)
+			default:
+				fmt.Fprintf(streams.Out, "Kiln is running (pid %d, since %s).\n", s.PID, s.Started.Local().Format(time.RFC3339))
+				printSummary(streams, s)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "state-dir", localkiln.DefaultDir(), "folder for the kubeconfig, state and logs")
+	return cmd
+}
+
+func newDevToolsCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "tools [NAME...]",
+		Short: "Build (or find in the cache) the Kubernetes components and print their paths",
+		Example: `  # Build everything the local Kiln and the tests need, e.g. before going offline
+  kubectl kiln dev tools`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names := args
+			if len(names) == 0 {
+				names = append(append([]string{}, devtools.ControlPlaneTools...), "controller-gen")
+			}
+			wd, err := os.Getwd()
+			if err != nil {
+				return err
+			}
+			src, err := devtools.FindSourceDir(wd)
+			if err != nil {
+				return err
+			}
+			paths, err := (&devtools.Cache{SourceDir: src, Out: streams.ErrOut}).Ensure(cmd.Context(), names...)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				fmt.Fprintf(streams.Out, "%s\t%s\n", n, paths[n])
+			}
+			return nil
+		},
+	}
+}
+
+func newDevServeCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	var pools, dir string
+	var port int
+	cmd := &cobra.Command{
+		Use:    "serve",
+		Short:  "Run the local Kiln in the foreground (what `dev up` starts in the background)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ps, err := controlplane.ParsePools(pools)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			tools, err := ensureTools(ctx, streams)
+			if err != nil {
+				return err
+			}
+			return localkiln.Serve(ctx, localkiln.ServeOptions{Dir: dir, Tools: tools, Pools: ps, Port: port}, streams.Out)
+		},
+	}
+	addDevFlags(cmd, &pools, &port, &dir)
+	return cmd
+}
+
+// prefixWriter indents progress relayed from a build or the supervisor.
+type prefixWriter struct {
+	w      interface{ Write([]byte) (int, error) }
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	s := strings.TrimRight(string(b), "\n")
+	for _, l := range strings.Split(s, "\n") {
+		if _, err := fmt.Fprintln(p.w, p.prefix+l); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
+}

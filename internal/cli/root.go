@@ -1,0 +1,56 @@
+// Package cli holds the `kubectl kiln` commands. Each verb is an Options struct with
+// Complete (fill in from flags and environment), Validate (refuse bad input before any work)
+// and Run.
+package cli
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+)
+
+// NewRootCommand builds `kubectl kiln` (also runnable as `kiln`).
+func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	flags := genericclioptions.NewConfigFlags(true)
+	root := &cobra.Command{
+		Use:   "kubectl-kiln",
+		Short: "Kiln: train, tune and serve models on Kubernetes",
+		Long: `Kiln runs the machine-learning workflow on Kubernetes: training from one GPU to many nodes,
+hyperparameter sweeps, model serving and notebooks, as plain Kubernetes objects.
+
+Start a local Kiln with simulated GPU nodes:
+  kubectl kiln dev up`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.HiddenDefaultCmd = true
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	flags.AddFlags(root.PersistentFlags())
+	root.AddCommand(newDevCommand(streams), newVersionCommand(streams))
+	return root
+}
+
+func newVersionCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print Kiln's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(streams.Out, "kiln", Version())
+			return nil
+		},
+	}
+}
+
+// Version is the module version the binary was built from, or "devel".
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

@@ -1,0 +1,307 @@
+// Package controlplane runs a real Kubernetes control plane on this machine for tests and for
+// the local Kiln: kube-apiserver and etcd (through envtest), and for the full plane also
+// kube-controller-manager, kube-scheduler and kwok with pools of simulated GPU nodes.
+package controlplane
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+//go:embed kwok-stages.yaml
+var kwokStages string
+
+// Options say what to run.
+type Options struct {
+	// Tools maps binary names (etcd, kube-apiserver, …) to paths; see devtools.Cache.
+	Tools map[string]string
+	// Dir keeps certificates, configuration and component logs; a temporary folder when empty.
+	Dir string
+	// APIServerPort is the API server's port on 127.0.0.1; 0 picks a free one.
+	APIServerPort int
+	// Pools of simulated nodes. With none, only the API server and etcd run.
+	Pools []NodePool
+	// PodRunTime is how long a Job's pod on a simulated node runs before it succeeds (default 2s).
+	PodRunTime time.Duration
+	// CRDPaths are files or folders of CustomResourceDefinitions to install once the API is up.
+	CRDPaths []string
+	// Out receives progress lines; nil discards them.
+	Out io.Writer
+}
+
+// Plane is a running control plane.
+type Plane struct {
+	// Config reaches the API server as a cluster administrator.
+	Config *rest.Config
+	// KubeConfig is Config as a kubeconfig file's content.
+	KubeConfig []byte
+	// KubeConfigPath is where KubeConfig was written.
+	KubeConfigPath string
+	// Dir holds the component logs.
+	Dir string
+
+	env      *envtest.Environment
+	procs    []*process
+	ownedDir bool
+	out      io.Writer
+}
+
+// Start brings the plane up and returns once the API answers and every simulated node is Ready.
+func Start(ctx context.Context, o Options) (*Plane, error) {
+	out := o.Out
+	if out == nil {
+		out = io.Discard
+	}
+	for _, name := range requiredTools(o) {
+		if o.Tools[name] == "" {
+			return nil, fmt.Errorf("no path for %s (build it with devtools.Cache.Ensure)", name)
+		}
+	}
+	if o.APIServerPort != 0 {
+		if err := checkPortFree(o.APIServerPort); err != nil {
+			return nil, err
+		}
+	}
+	p := &Plane{Dir: o.Dir, out: out}
+	if p.Dir == "" {
+		d, err := os.MkdirTemp("", "kiln-plane-")
+		if err != nil {
+			return nil, err
+		}
+		p.Dir, p.ownedDir = d, true
+	} else if err := os.MkdirAll(p.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := p.start(ctx, o); err != nil {
+		if stopErr := p.Stop(); stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+func requiredTools(o Options) []string {
+	if len(o.Pools) == 0 {
+		return []string{"etcd", "kube-apiserver"}
+	}
+	return []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+}
+
+func (p *Plane) start(ctx context.Context, o Options) error {
+	apiLog, err := os.Create(filepath.Join(p.Dir, "kube-apiserver.log"))
+	if err != nil {
+		return err
+	}
+	etcdLog, err := os.Create(filepath.Join(p.Dir, "etcd.log"))
+	if err != nil {
+		return err
+	}
+	api := &envtest.APIServer{Path: o.Tools["kube-apiserver"], Out: apiLog, Err: apiLog, StartTimeout: time.Minute}
+	if o.APIServerPort != 0 {
+		api.SecureServing.ListenAddr = envtest.ListenAddr{Address: "127.0.0.1", Port: strconv.Itoa(o.APIServerPort)}
+	}
+	// Pod logs and exec go through the node's InternalIP; simulated nodes have no DNS names.
+	api.Configure().Set("kubelet-preferred-address-types", "InternalIP,Hostname")
+	p.env = &envtest.Environment{
+		ControlPlane: envtest.ControlPlane{
+			APIServer: api,
+			Etcd:      &envtest.Etcd{Path: o.Tools["etcd"], Out: etcdLog, Err: etcdLog, StartTimeout: time.Minute},
+		},
+		CRDInstallOptions:       envtest.CRDInstallOptions{Paths: o.CRDPaths, ErrorIfPathMissing: true},
+		ControlPlaneStopTimeout: 30 * time.Second,
+	}
+	fmt.Fprintln(p.out, "starting etcd and kube-apiserver")
+	if _, err := p.env.Start(); err != nil {
+		return fmt.Errorf("starting API server and etcd (logs in %s): %w", p.Dir, err)
+	}
+	admin, err := p.env.AddUser(envtest.User{Name: "kiln-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("creating admin user: %w", err)
+	}
+	p.Config = admin.Config()
+	if p.KubeConfig, err = admin.KubeConfig(); err != nil {
+		return err
+	}
+	p.KubeConfigPath = filepath.Join(p.Dir, "admin.kubeconfig")
+	if err := os.WriteFile(p.KubeConfigPath, p.KubeConfig, 0o600); err != nil {
+		return err
+	}
+	if len(o.Pools) == 0 {
+		return nil
+	}
+	return p.startNodes(ctx, o)
+}
+
+func (p *Plane) startNodes(ctx context.Context, o Options) error {
+	kc := p.KubeConfigPath
+	fmt.Fprintln(p.out, "starting kube-controller-manager, kube-scheduler and kwok")
+	cm, err := startProcess(p.Dir, "kube-controller-manager", o.Tools["kube-controller-manager"],
+		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
+		// Token minting needs the service-account signing key, which envtest keeps to itself.
+		"--controllers=*,-serviceaccount-token", "--leader-elect=false", "--secure-port=0",
+		// Enough client throughput that the Job controller is not the bottleneck of a benchmark.
+		"--kube-api-qps=200", "--kube-api-burst=400", "--concurrent-job-syncs=20")
+	if err != nil {
+		return err
+	}
+	p.procs = append(p.procs, cm)
+	sched, err := startProcess(p.Dir, "kube-scheduler", o.Tools["kube-scheduler"],
+		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
+		"--leader-elect=false", "--secure-port=0", "--kube-api-qps=200", "--kube-api-burst=400")
+	if err != nil {
+		return err
+	}
+	p.procs = append(p.procs, sched)
+
+	runTime := o.PodRunTime
+	if runTime == 0 {
+		runTime = 2 * time.Second
+	}
+	stages := strings.NewReplacer("POD_RUN_TIME_MS", strconv.FormatInt(runTime.Milliseconds(), 10),
+		"KUBELET_VERSION", kubeletVersion).Replace(kwokStages)
+	stagesPath := filepath.Join(p.Dir, "kwok-stages.yaml")
+	if err := os.WriteFile(stagesPath, []byte(stages), 0o644); err != nil {
+		return err
+	}
+	kwok, err := startProcess(p.Dir, "kwok", o.Tools["kwok"],
+		"--kubeconfig="+kc, "--config="+stagesPath,
+		"--manage-nodes-with-annotation-selector="+kwokNodeAnnotation+"=fake",
+		// Outside the API server's service range (10.0.0.0/24), so pod and Service IPs never clash.
+		"--cidr=10.244.0.0/16", "--node-lease-duration-seconds=40")
+	if err != nil {
+		return err
+	}
+	p.procs = append(p.procs, kwok)
+
+	if err := p.AddPools(ctx, o.Pools...); err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(p.Config)
+	if err != nil {
+		return err
+	}
+	// The default ServiceAccount appears once the controller manager's controllers run.
+	return poll(ctx, 90*time.Second, "kube-controller-manager to create the default ServiceAccount", p.componentsRunning,
+		func(ctx context.Context) (bool, error) {
+			_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+			return err == nil, err
+		})
+}
+
+const kubeletVersion = "v1.37.2"
+
+// AddPools creates the pools' nodes and waits until kwok reports them Ready.
+func (p *Plane) AddPools(ctx context.Context, pools ...NodePool) error {
+	cs, err := kubernetes.NewForConfig(p.Config)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, pool := range pools {
+		for _, n := range pool.Nodes() {
+			if _, err := cs.CoreV1().Nodes().Create(ctx, &n, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating node %s: %w", n.Name, err)
+			}
+			names = append(names, n.Name)
+		}
+		fmt.Fprintf(p.out, "node pool %s: %d node(s) with %d GPU(s) each\n", pool.Name, pool.Count, pool.GPUs)
+	}
+	return poll(ctx, 60*time.Second, "simulated nodes to become Ready", p.componentsRunning, func(ctx context.Context) (bool, error) {
+		for _, name := range names {
+			n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			if !nodeReady(n) {
+				return false, fmt.Errorf("node %s not Ready yet", name)
+			}
+		}
+		return true, nil
+	})
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// componentsRunning fails when a component process has died.
+func (p *Plane) componentsRunning() error {
+	for _, pr := range p.procs {
+		if err := pr.running(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Healthy reports whether every component is still running.
+func (p *Plane) Healthy() error { return p.componentsRunning() }
+
+// Stop stops every component and removes the plane's folder if Start created it.
+func (p *Plane) Stop() error {
+	var errs []error
+	for i := len(p.procs) - 1; i >= 0; i-- {
+		if err := p.procs[i].stop(15 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.procs = nil
+	if p.env != nil {
+		if err := p.env.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stopping API server and etcd: %w", err))
+		}
+		p.env = nil
+	}
+	if p.ownedDir {
+		if err := os.RemoveAll(p.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// KeepDir stops Stop from removing the plane's folder, so logs of a failed test survive.
+func (p *Plane) KeepDir() { p.ownedDir = false }
+
+func checkPortFree(port int) error {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("port %d is already in use on 127.0.0.1 (%w): stop what listens there or choose another port", port, errPortInUse)
+	}
+	return l.Close()
+}
+
+// Listening lists the host:port addresses the plane's servers listen on.
+func (p *Plane) Listening() []string {
+	cp := p.env.ControlPlane
+	addrs := []string{net.JoinHostPort(cp.APIServer.SecureServing.Address, cp.APIServer.SecureServing.Port)}
+	if cp.Etcd.URL != nil {
+		addrs = append(addrs, cp.Etcd.URL.Host)
+	}
+	return addrs
+}
+
+// Server is the API server's URL.
+func (p *Plane) Server() string { return p.Config.Host }

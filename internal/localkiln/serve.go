@@ -1,0 +1,101 @@
+package localkiln
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"kiln.dev/kiln/internal/controlplane"
+	"kiln.dev/kiln/internal/manager"
+)
+
+// ServeOptions configure the supervisor.
+type ServeOptions struct {
+	Dir      string
+	Tools    map[string]string
+	Pools    []controlplane.NodePool
+	Port     int
+	CRDPaths []string
+}
+
+// Serve runs the local Kiln until ctx ends or a component dies, then stops everything. Progress
+// goes to out; component and manager logs go to files under Dir/logs.
+func Serve(ctx context.Context, o ServeOptions, out io.Writer) (err error) {
+	logDir := filepath.Join(o.Dir, "logs")
+	if err := os.RemoveAll(logDir); err != nil {
+		return err
+	}
+	plane, err := controlplane.Start(ctx, controlplane.Options{
+		Tools: o.Tools, Dir: logDir, APIServerPort: o.Port, Pools: o.Pools, CRDPaths: o.CRDPaths, Out: out,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(out, "stopping the control plane")
+		if stopErr := plane.Stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+		cleanup(o.Dir)
+	}()
+	kubeconfig := filepath.Join(o.Dir, kubeconfigFile)
+	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
+		return err
+	}
+
+	mgrLog, err := os.Create(filepath.Join(logDir, "kiln-manager.log"))
+	if err != nil {
+		return err
+	}
+	defer mgrLog.Close()
+	logger := zap.New(zap.WriteTo(mgrLog))
+	ctrl.SetLogger(logger)
+	mgr, err := manager.New(plane.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0"})
+	if err != nil {
+		return err
+	}
+	mgrCtx, stopMgr := context.WithCancel(logr.NewContext(ctx, logger))
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(mgrCtx) }()
+	defer func() { stopMgr(); <-mgrDone }()
+	fmt.Fprintln(out, "starting kiln-manager")
+
+	var pools []string
+	for _, p := range o.Pools {
+		pools = append(pools, p.String())
+	}
+	state := State{
+		PID: os.Getpid(), Server: plane.Server(), KubeConfig: kubeconfig, Pools: strings.Join(pools, ","),
+		Listening: plane.Listening(), LogDir: logDir, Started: time.Now().UTC().Truncate(time.Second),
+	}
+	b, _ := json.MarshalIndent(state, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.Dir, stateFile), b, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "ready")
+
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-mgrDone:
+			mgrDone <- err // for the deferred wait
+			return fmt.Errorf("kiln-manager stopped: %v (log: %s)", err, mgrLog.Name())
+		case <-tick.C:
+			if err := plane.Healthy(); err != nil {
+				return err
+			}
+		}
+	}
+}
