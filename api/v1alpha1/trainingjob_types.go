@@ -183,6 +183,8 @@ type TrainingResources struct {
 	GPUResource string `json:"gpuResource,omitempty"`
 
 	// cpu is requested for each process; a pod asks for processesPerNode times it.
+	// (A process is a GPU's share of the pod, also for JAX, which runs one OS
+	// process per pod.)
 	// +optional
 	CPU *resource.Quantity `json:"cpu,omitempty"`
 
