@@ -89,6 +89,11 @@ func (o *DevUpOptions) Validate() error {
 	if o.Port < 0 || o.Port > 65535 {
 		return fmt.Errorf("--port %d is not a TCP port (0-65535)", o.Port)
 	}
+	if o.Port != 0 {
+		if err := controlplane.CheckPortFree(o.Port); err != nil {
+			return err
+		}
+	}
 	if o.Timeout <= 0 {
 		return fmt.Errorf("--timeout must be positive")
 	}

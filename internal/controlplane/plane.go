@@ -74,7 +74,7 @@ func Start(ctx context.Context, o Options) (*Plane, error) {
 		}
 	}
 	if o.APIServerPort != 0 {
-		if err := checkPortFree(o.APIServerPort); err != nil {
+		if err := CheckPortFree(o.APIServerPort); err != nil {
 			return nil, err
 		}
 	}
@@ -285,10 +285,11 @@ func (p *Plane) Stop() error {
 // KeepDir stops Stop from removing the plane's folder, so logs of a failed test survive.
 func (p *Plane) KeepDir() { p.ownedDir = false }
 
-func checkPortFree(port int) error {
+// CheckPortFree fails with a clear message when something listens on port.
+func CheckPortFree(port int) error {
 	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return fmt.Errorf("port %d is already in use on 127.0.0.1 (%w): stop what listens there or choose another port", port, errPortInUse)
+		return fmt.Errorf("port %d is already in use on 127.0.0.1: stop what listens there or choose another port", port)
 	}
 	return l.Close()
 }

@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -112,5 +111,3 @@ func poll(ctx context.Context, timeout time.Duration, what string, check func() 
 		}
 	}
 }
-
-var errPortInUse = errors.New("port in use")

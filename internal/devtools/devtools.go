@@ -68,6 +68,8 @@ type Cache struct {
 	SourceDir string
 	// Out receives progress lines; nil discards them.
 	Out io.Writer
+	// Tools replaces Catalog(), for tests.
+	Tools []Tool
 }
 
 // DefaultDir is where tools are cached unless KILN_TOOLS_CACHE says otherwise.
@@ -112,7 +114,11 @@ func (c *Cache) Ensure(ctx context.Context, names ...string) (map[string]string,
 		}
 		c.Dir = d
 	}
-	tools, err := lookup(names)
+	catalog := c.Tools
+	if catalog == nil {
+		catalog = Catalog()
+	}
+	tools, err := lookup(catalog, names)
 	if err != nil {
 		return nil, err
 	}
@@ -161,10 +167,10 @@ func (c *Cache) Ensure(ctx context.Context, names ...string) (map[string]string,
 	return paths, nil
 }
 
-func lookup(names []string) ([]Tool, error) {
+func lookup(catalog []Tool, names []string) ([]Tool, error) {
 	byName := map[string]Tool{}
 	var known []string
-	for _, t := range Catalog() {
+	for _, t := range catalog {
 		byName[t.Name] = t
 		known = append(known, t.Name)
 	}

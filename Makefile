@@ -1,0 +1,52 @@
+# Kiln's developer commands. The Kubernetes components are built from pinned Go modules
+# (hack/tools) and cached in ~/.cache/kiln/tools; the first build takes about 10 minutes.
+SHELL := /bin/bash -o pipefail
+KILN := go run ./cmd/kubectl-kiln
+TOOL = $(shell $(KILN) dev tools $(1) 2>/dev/null | cut -f2)
+
+.PHONY: all dev down test unit tools generate verify lint build
+
+all: build
+
+## dev: start the local Kiln (control plane, simulated GPU nodes, CRDs, manager) in the background
+dev: build
+	bin/kubectl-kiln dev up
+
+## down: stop the local Kiln
+down: build
+	bin/kubectl-kiln dev down
+
+build:
+	go build -o bin/ ./cmd/...
+
+## test: everything CI runs: static checks, unit, integration and end-to-end tests
+test: tools verify
+	go test -count=1 -timeout 40m ./...
+
+## unit: the quick tests that need no control plane
+unit:
+	go test ./api/... ./internal/...
+
+## tools: build (or find in the cache) every Kubernetes component the tests use
+tools:
+	$(KILN) dev tools
+
+## generate: deepcopy code, CRDs and RBAC from the kubebuilder markers
+generate:
+	$(call TOOL,controller-gen) object paths=./api/...
+	$(call TOOL,controller-gen) crd rbac:roleName=kiln-manager paths=./... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+## verify: formatting, vet, and generated manifests in step with the code
+verify:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt -w on the files above"; exit 1; }
+	go vet ./...
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(call TOOL,controller-gen) crd rbac:roleName=kiln-manager paths=./... \
+		output:crd:artifacts:config=$$tmp/crd output:rbac:artifacts:config=$$tmp/rbac && \
+	diff -ru config/crd/bases $$tmp/crd && diff -u config/rbac/role.yaml $$tmp/rbac/role.yaml \
+	|| { echo "generated manifests are stale: run make generate"; exit 1; }
+
+## lint: gofmt, go vet and golangci-lint (installed from the Go module proxy on first use)
+lint: verify
+	go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...
