@@ -1,16 +1,17 @@
 // Package v1alpha1 holds the kiln.dev/v1alpha1 API: the high-level kinds a data
 // scientist writes, which Kiln turns into plain Kubernetes objects.
 //
-// This package imports only k8s.io/api, apimachinery and controller-runtime's
-// scheme builder, so the CLI and other tools can use it without a manager.
+// This package imports only k8s.io/api and apimachinery, so the CLI and other
+// tools can use it without pulling in a controller framework.
 //
 // +kubebuilder:object:generate=true
 // +groupName=kiln.dev
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -18,8 +19,15 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "kiln.dev", Version: "v1alpha1"}
 
 	// SchemeBuilder registers the Kiln kinds with a runtime.Scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the Kiln kinds to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+// addKnownTypes lists every Kiln kind; a new kind is added here.
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion, &TrainingJob{}, &TrainingJobList{})
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

@@ -554,6 +554,3 @@ type TrainingJobList struct {
 	Items           []TrainingJob `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&TrainingJob{}, &TrainingJobList{})
-}

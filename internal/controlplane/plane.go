@@ -115,7 +115,7 @@ func (p *Plane) start(ctx context.Context, o Options) error {
 	}
 	api := &envtest.APIServer{Path: o.Tools["kube-apiserver"], Out: apiLog, Err: apiLog, StartTimeout: time.Minute}
 	if o.APIServerPort != 0 {
-		api.SecureServing.ListenAddr = envtest.ListenAddr{Address: "127.0.0.1", Port: strconv.Itoa(o.APIServerPort)}
+		api.ListenAddr = envtest.ListenAddr{Address: "127.0.0.1", Port: strconv.Itoa(o.APIServerPort)}
 	}
 	// Pod logs and exec go through the node's InternalIP; simulated nodes have no DNS names.
 	api.Configure().Set("kubelet-preferred-address-types", "InternalIP,Hostname")
@@ -297,7 +297,7 @@ func CheckPortFree(port int) error {
 // Listening lists the host:port addresses the plane's servers listen on.
 func (p *Plane) Listening() []string {
 	cp := p.env.ControlPlane
-	addrs := []string{net.JoinHostPort(cp.APIServer.SecureServing.Address, cp.APIServer.SecureServing.Port)}
+	addrs := []string{net.JoinHostPort(cp.APIServer.Address, cp.APIServer.Port)}
 	if cp.Etcd.URL != nil {
 		addrs = append(addrs, cp.Etcd.URL.Host)
 	}

@@ -230,7 +230,7 @@ func (c *Cache) build(ctx context.Context, out io.Writer, tools []Tool, paths ma
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }()
 
 	args := []string{"build", "-o", tmp + string(os.PathSeparator)}
 	if f := ldflags(tools[0]); f != "" {

@@ -66,7 +66,7 @@ func Serve(ctx context.Context, o ServeOptions, out io.Writer) (err error) {
 	mgrCtx, stopMgr := context.WithCancel(logr.NewContext(ctx, logger))
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Start(mgrCtx) }()
-	defer func() { stopMgr(); <-mgrDone }()
+	defer func() { stopMgr(); _ = <-mgrDone }()
 	fmt.Fprintln(out, "starting kiln-manager")
 
 	var pools []string
