@@ -18,11 +18,13 @@ type Cluster struct {
 	// GPUResource names the GPU resource in reasons; "" means nvidia.com/gpu.
 	GPUResource string
 
-	nodes  []Node
-	free   []Resources // allocatable minus everything below; negative when overcommitted
-	other  []Resources // used by pods Kiln does not admit
-	byName map[string]int
-	held   map[string][]hold
+	nodes []Node
+	free  []Resources // allocatable minus everything below; negative when overcommitted
+	other []Resources // used by pods Kiln does not admit
+	// largest is the most of each resource one node has.
+	largest Resources
+	byName  map[string]int
+	held    map[string][]hold
 }
 
 type hold struct {
@@ -42,6 +44,7 @@ func NewCluster(nodes []Node) *Cluster {
 	}
 	for i := range nodes {
 		c.free[i] = nodes[i].Allocatable
+		c.largest = maxOf(c.largest, nodes[i].Allocatable)
 		c.byName[nodes[i].Name] = i
 	}
 	return c

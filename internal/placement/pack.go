@@ -11,12 +11,16 @@ import (
 type Policy int
 
 const (
-	// FragAware is Kiln's: keep whole nodes whole (a node whose capacity is
-	// partly taken beats an untouched one), then add the least fragmentation
-	// (GPUs the expected workload could no longer use), then best fit.
+	// FragAware is Kiln's: the node where fragmentation (free GPUs the
+	// expected workload could not use) grows least, then best fit. An empty
+	// 8-GPU node loses nothing to a mix of 1-, 2-, 4- and 8-GPU pods, and a
+	// small pod placed on it makes it useless to the 8-GPU ones; so small pods
+	// fill partly used nodes first and whole nodes stay whole for big gangs,
+	// unless filling a partly used node would strand more GPUs (when its CPU
+	// or memory runs out first, say).
 	FragAware Policy = iota
 	// BestFit leaves the least capacity over: the smallest sum of free GPU,
-	// CPU and memory fractions after placing.
+	// CPU and memory after placing, each measured against the largest node.
 	BestFit
 	// Spread leaves the most CPU and memory over, as kube-scheduler's default
 	// LeastAllocated scoring (CPU and memory, weight 1 each) does.
@@ -122,7 +126,7 @@ func (p *Packer) plan(c *Cluster, pods []Pod, free []Resources, all bool) []int 
 			}
 			w := -1
 			if best >= 0 {
-				w = p.prefer(c, free, n, k, best, bestK, len(left))
+				w = prefer(k, bestK, len(left))
 			}
 			if w > 0 {
 				continue
@@ -174,7 +178,7 @@ func take(n *Node, free Resources, pods []Pod, left []int) (int, Resources) {
 
 // prefer compares the rules that come before the policy's cost: < 0 when node
 // n is better than the best so far, > 0 when worse, 0 on a tie.
-func (p *Packer) prefer(c *Cluster, free []Resources, n, k, best, bestK, left int) int {
+func prefer(k, bestK, left int) int {
 	if (k == left) != (bestK == left) { // one node for everything that is left
 		if k == left {
 			return -1
@@ -184,37 +188,21 @@ func (p *Packer) prefer(c *Cluster, free []Resources, n, k, best, bestK, left in
 	if k != bestK {
 		return cmp.Compare(bestK, k)
 	}
-	if p.policy == FragAware {
-		// A partly used node before an untouched one keeps whole nodes for
-		// the gangs that need them.
-		un, ub := c.untouched(n, free[n]), c.untouched(best, free[best])
-		if un != ub {
-			if un {
-				return 1
-			}
-			return -1
-		}
-	}
 	return 0
-}
-
-// untouched reports whether nothing but other workloads' pods uses node n.
-func (c *Cluster) untouched(n int, free Resources) bool {
-	return free == c.nodes[n].Allocatable.sub(c.other[n])
 }
 
 // cost ranks a node for taking took under the policy, lowest first: a
 // primary score and a tiebreak.
 func (p *Packer) cost(c *Cluster, n int, free, took Resources) [2]float64 {
-	alloc := c.nodes[n].Allocatable
 	after := free.sub(took)
 	switch p.policy {
 	case Spread:
+		alloc := c.nodes[n].Allocatable
 		return [2]float64{-(share(after.MilliCPU, alloc.MilliCPU) + share(after.Memory, alloc.Memory))}
 	case FragAware:
-		return [2]float64{p.frag(after) - p.frag(free), leftover(after, alloc)}
+		return [2]float64{p.frag(after) - p.frag(free), leftover(after, c.largest)}
 	}
-	return [2]float64{leftover(after, alloc)}
+	return [2]float64{leftover(after, c.largest)}
 }
 
 // less compares costs; differences below rounding noise are ties, so that
@@ -227,8 +215,10 @@ func less(a, b [2]float64) bool {
 	return a[1] < b[1]-eps
 }
 
-func leftover(free, alloc Resources) float64 {
-	return share(free.GPU, alloc.GPU) + share(free.MilliCPU, alloc.MilliCPU) + share(free.Memory, alloc.Memory)
+// leftover is what a node would have left, each resource measured against the
+// largest node's, so that a small remainder on a small node counts as small.
+func leftover(free, largest Resources) float64 {
+	return share(free.GPU, largest.GPU) + share(free.MilliCPU, largest.MilliCPU) + share(free.Memory, largest.Memory)
 }
 
 func share(free, alloc int64) float64 {
