@@ -30,6 +30,8 @@ const (
 	ReasonDeadlineExceeded  = "DeadlineExceeded"
 	ReasonCompleted         = "Completed"
 	ReasonSuspendedBySpec   = "SuspendedBySpec"
+	ReasonResumed           = "Resumed"
+	ReasonAdmittedByQueue   = "AdmittedByQueue"
 	ReasonInvalidSpec       = "InvalidSpec"
 	ReasonRenderFailed      = "RenderFailed"
 )
@@ -52,6 +54,9 @@ const (
 	EnvReservedPrefix = "KILN_"
 	EnvTorchrunPrefix = "PET_"
 )
+
+// DefaultMaxRestarts is spec.restart.maxRestarts when unset, as the CRD defaults it.
+const DefaultMaxRestarts = 3
 
 // DefaultGPUResource is the resource that counts GPUs unless
 // spec.resources.gpuResource says otherwise.

@@ -150,8 +150,10 @@ type TrainingJobSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	PriorityClassName string `json:"priorityClassName,omitempty"`
 
-	// ttlSecondsAfterFinished deletes the finished Job (not the TrainingJob, nor its
-	// volumes) after this many seconds.
+	// ttlSecondsAfterFinished deletes the TrainingJob this many seconds after it
+	// succeeded or failed for good, and with it its Job, Service and the volumes
+	// whose retentionPolicy is Delete; retained volumes stay. The Job carries the
+	// same TTL, so exported YAML run without Kiln cleans up after itself too.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
@@ -553,4 +555,3 @@ type TrainingJobList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []TrainingJob `json:"items"`
 }
-
