@@ -1,0 +1,196 @@
+package trainingjob
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/placement"
+	"kiln.dev/kiln/internal/render"
+)
+
+// chooseShape picks the shape once and keeps it in status: a job's shape must
+// not change under it because nodes came or went. It reports false when no
+// shape fits, having said why in the Admitted condition.
+func (r *Reconciler) chooseShape(ctx context.Context, tj *v1alpha1.TrainingJob) (bool, error) {
+	if tj.Status.Shape != nil {
+		return true, nil
+	}
+	// Only nodes the pods may land on count, or a job pinned to a pool of 4-GPU
+	// nodes would be shaped for the 8-GPU nodes it cannot reach.
+	var selector map[string]string
+	if pt := tj.Spec.PodTemplate; pt != nil {
+		selector = pt.NodeSelector
+	}
+	var nodes corev1.NodeList
+	if err := r.APIReader.List(ctx, &nodes, client.MatchingLabels(selector)); err != nil {
+		return false, fmt.Errorf("listing nodes: %w", err)
+	}
+	shapes := placement.NodeShapesFromNodes(nodes.Items, gpuResource(tj))
+	shape, err := placement.ForTrainingJob(&tj.Spec, shapes)
+	if err != nil {
+		msg := err.Error()
+		if len(selector) > 0 {
+			msg += fmt.Sprintf(" (only nodes matching spec.podTemplate.nodeSelector %s count)", formatSelector(selector))
+		}
+		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonNoFittingShape, msg)
+		return false, nil
+	}
+	tj.Status.Shape = &v1alpha1.ShapeStatus{
+		Nodes:            shape.Nodes,
+		ProcessesPerNode: shape.ProcessesPerNode,
+		GPUsPerNode:      shape.GPUsPerNode,
+		Pool:             shape.Pool,
+		Summary:          shape.Summary(),
+		Reason:           shape.Reason,
+	}
+	ctrl.LoggerFrom(ctx).Info("chose shape", "shape", shape.Summary(), "pool", shape.Pool, "reason", shape.Reason)
+	return true, nil
+}
+
+func gpuResource(tj *v1alpha1.TrainingJob) corev1.ResourceName {
+	if g := tj.Spec.Resources.GPUResource; g != "" {
+		return corev1.ResourceName(g)
+	}
+	return v1alpha1.DefaultGPUResource
+}
+
+func formatSelector(sel map[string]string) string {
+	parts := make([]string, 0, len(sel))
+	for _, k := range slices.Sorted(maps.Keys(sel)) {
+		parts = append(parts, k+"="+sel[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func shapeOf(s *v1alpha1.ShapeStatus) placement.Shape {
+	return placement.Shape{
+		Nodes:            s.Nodes,
+		ProcessesPerNode: s.ProcessesPerNode,
+		GPUsPerNode:      s.GPUsPerNode,
+		Pool:             s.Pool,
+		Reason:           s.Reason,
+	}
+}
+
+// createChildren creates whatever of the current attempt's objects is missing and
+// returns the attempt's Job as stored. Existing objects are left alone: names are
+// deterministic, so a restarted manager finds rather than duplicates them, and a
+// change to a mutable field of the spec applies from the next attempt. It returns
+// a nil Job when the spec cannot be rendered, having said why in status.
+func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJob) (*batchv1.Job, error) {
+	opts := render.Options{OwnerReferences: true}
+	if tj.Spec.Framework == v1alpha1.FrameworkMPI {
+		// Passing the stored key back keeps it from being rotated under running workers.
+		secret := &corev1.Secret{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: tj.Namespace, Name: render.SSHSecretName(tj.Name)}, secret)
+		switch {
+		case err == nil:
+			opts.SSHKey = render.SSHKeyFromSecret(secret)
+		case !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("reading the MPI SSH secret: %w", err)
+		}
+	}
+	objs, err := render.TrainingJob(tj, shapeOf(tj.Status.Shape), opts)
+	if err != nil {
+		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonRenderFailed, err.Error())
+		return nil, nil
+	}
+	if tj.Spec.QueueName != "" {
+		// Kueue admits a queued Job by un-suspending it; created running, it
+		// would start before any quota was checked.
+		objs.Job.Spec.Suspend = ptr.To(true)
+	}
+	for _, obj := range objs.List() {
+		if err := r.createIfAbsent(ctx, obj); err != nil {
+			return nil, err
+		}
+	}
+	return objs.Job, nil
+}
+
+// createIfAbsent leaves obj holding the stored object: the cached one when it
+// exists, else the one just created.
+func (r *Reconciler) createIfAbsent(ctx context.Context, obj client.Object) error {
+	kind := obj.GetObjectKind().GroupVersionKind().Kind
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+	if !apierrors.IsNotFound(err) {
+		return err
+	}
+	err = r.Client.Create(ctx, obj)
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		// The cache had not seen it yet; the stored one is the same rendering.
+		return nil
+	case err != nil:
+		return fmt.Errorf("creating %s %s: %w", kind, obj.GetName(), err)
+	}
+	ctrl.LoggerFrom(ctx).Info("created", "kind", kind, "object", obj.GetName())
+	return nil
+}
+
+// deleteEarlierAttempts removes the Jobs, Services and hostfiles of attempts
+// before the current one. Only earlier ones: a reconcile working from a stale
+// copy must never remove the attempt a newer decision created. Background
+// propagation lets the garbage collector remove the pods without blocking here.
+func (r *Reconciler) deleteEarlierAttempts(ctx context.Context, tj *v1alpha1.TrainingJob) error {
+	if tj.Status.Attempt == 0 {
+		return nil
+	}
+	mine := []client.ListOption{client.InNamespace(tj.Namespace), client.MatchingLabels{v1alpha1.LabelTrainingJob: tj.Name}}
+	var old []client.Object
+	for _, list := range []client.ObjectList{&batchv1.JobList{}, &corev1.ServiceList{}, &corev1.ConfigMapList{}} {
+		if err := r.Client.List(ctx, list, mine...); err != nil {
+			return fmt.Errorf("listing earlier attempts: %w", err)
+		}
+		_ = apimeta.EachListItem(list, func(o runtime.Object) error {
+			old = append(old, o.(client.Object))
+			return nil
+		})
+	}
+	for _, obj := range old {
+		attempt, err := strconv.ParseInt(obj.GetLabels()[v1alpha1.LabelAttempt], 10, 32)
+		if err != nil || int32(attempt) >= tj.Status.Attempt || !metav1.IsControlledBy(obj, tj) || !obj.GetDeletionTimestamp().IsZero() {
+			continue
+		}
+		err = r.Client.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		if err := client.IgnoreNotFound(err); err != nil {
+			return fmt.Errorf("deleting %s of attempt %d: %w", obj.GetName(), attempt, err)
+		}
+		gvk, _ := r.Client.GroupVersionKindFor(obj)
+		ctrl.LoggerFrom(ctx).Info("deleted child of an earlier attempt", "kind", gvk.Kind, "object", obj.GetName(), "attempt", attempt)
+	}
+	return nil
+}
+
+// syncSuspend passes spec.suspend to the Job. Resuming a queued job is Kueue's
+// call: it un-suspends the Job when it admits it, and suspends it again to
+// preempt it.
+func (r *Reconciler) syncSuspend(ctx context.Context, tj *v1alpha1.TrainingJob, job *batchv1.Job) error {
+	want := ptr.Deref(tj.Spec.Suspend, false)
+	have := ptr.Deref(job.Spec.Suspend, false)
+	if want == have || jobFinished(job) || (!want && tj.Spec.QueueName != "") {
+		return nil
+	}
+	before := job.DeepCopy()
+	job.Spec.Suspend = ptr.To(want)
+	if err := r.Client.Patch(ctx, job, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("setting suspend=%t on Job %s: %w", want, job.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("set the Job's suspend", "job", job.Name, "suspend", want)
+	return nil
+}

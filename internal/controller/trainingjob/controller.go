@@ -1,0 +1,164 @@
+// Package trainingjob reconciles TrainingJobs: it chooses the shape once, creates
+// the rendered children of the current attempt, mirrors the attempt's Job into
+// status, restarts the whole gang after a failure, and cleans up after the TTL.
+//
+// Decisions (a restart, the final failure) are recorded in status first; the
+// actions they imply (deleting the failed attempt, creating the next) are taken by
+// a later reconcile that reads that status back. So a manager that dies between
+// the two never loses a decision and never repeats one.
+package trainingjob
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"kiln.dev/kiln/api/v1alpha1"
+)
+
+// noShapeRetry is how often a job that fits no node shape looks again: nodes
+// come and go (autoscaling, repairs) without the job changing.
+const noShapeRetry = time.Minute
+
+// Reconciler reconciles TrainingJobs.
+type Reconciler struct {
+	// Client reads from the manager's cache and writes to the API server.
+	Client client.Client
+	// APIReader reads Nodes and Pods directly from the API server: the controller
+	// needs them rarely (once per job, once per failure), which does not justify
+	// caching every Node and Pod of the cluster.
+	APIReader client.Reader
+	// Recorder emits Events on the TrainingJob.
+	Recorder events.EventRecorder
+	// Clock stamps condition transitions, completion times and the TTL.
+	Clock clock.PassiveClock
+}
+
+// Verbs are exactly those the controller uses; the cached client needs list and
+// watch, never get.
+//
+// +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=list;watch;delete
+// +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs/status,verbs=patch
+// Owner references that block owner deletion need update on the owner's finalizers
+// where the OwnerReferencesPermissionEnforcement admission plugin is on.
+// +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs/finalizers,verbs=update
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims;secrets,verbs=list;watch;create
+// +kubebuilder:rbac:groups="",resources=nodes;pods,verbs=list
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the controller; changes to any child wake its TrainingJob.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.TrainingJob{}).
+		Owns(&batchv1.Job{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.PersistentVolumeClaim{}).
+		Owns(&corev1.Secret{}).
+		Owns(&corev1.ConfigMap{}).
+		Named("trainingjob").
+		Complete(r)
+}
+
+// Reconcile runs the steps against a copy of the TrainingJob and writes the status
+// they produced, once.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	tj := &v1alpha1.TrainingJob{}
+	if err := r.Client.Get(ctx, req.NamespacedName, tj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !tj.DeletionTimestamp.IsZero() {
+		// Owner references hand the children to the garbage collector; retained
+		// claims have none and stay.
+		return ctrl.Result{}, nil
+	}
+	before := tj.DeepCopy()
+	result, err := r.steps(ctx, tj)
+	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		// Deleting a namespace stops its pods, which fails the Job; the new
+		// attempt cannot be created, and need not be: this TrainingJob goes too.
+		ctrl.LoggerFrom(ctx).V(1).Info("namespace is terminating; not retrying", "reason", err.Error())
+		err = nil
+	}
+	tj.Status.ObservedGeneration = tj.Generation
+	tj.Status.State = stateOf(tj.Status.Conditions)
+	if werr := r.writeStatus(ctx, before, tj); werr != nil {
+		return ctrl.Result{}, errors.Join(err, werr)
+	}
+	return result, err
+}
+
+func (r *Reconciler) steps(ctx context.Context, tj *v1alpha1.TrainingJob) (ctrl.Result, error) {
+	if finished(tj) {
+		// Read from the cache, so the finish is already stored: nothing is
+		// recreated (not even a Job its own TTL removed), only the TTL runs.
+		return r.expire(ctx, tj)
+	}
+	if ok, err := r.chooseShape(ctx, tj); err != nil || !ok {
+		return ctrl.Result{RequeueAfter: noShapeRetry}, err
+	}
+	if err := r.deleteEarlierAttempts(ctx, tj); err != nil {
+		return ctrl.Result{}, err
+	}
+	job, err := r.createChildren(ctx, tj)
+	if err != nil || job == nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.syncSuspend(ctx, tj, job); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.observe(ctx, tj, job)
+}
+
+// writeStatus patches the status when the steps changed it. The patch carries the
+// resourceVersion read, so a concurrent writer is never overwritten.
+func (r *Reconciler) writeStatus(ctx context.Context, before, tj *v1alpha1.TrainingJob) error {
+	if equality.Semantic.DeepEqual(before.Status, tj.Status) {
+		return nil
+	}
+	err := r.Client.Status().Patch(ctx, tj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	switch {
+	case apierrors.IsConflict(err), apierrors.IsNotFound(err):
+		// The cache was behind: the newer object's watch event reconciles again,
+		// and decides again from what is stored.
+		ctrl.LoggerFrom(ctx).V(1).Info("status not written; will reconcile the newer object", "reason", err.Error())
+		return nil
+	case err != nil:
+		return fmt.Errorf("writing status: %w", err)
+	}
+	// Only after the write: a transition that was not stored did not happen.
+	r.recordTransitions(tj, before.Status.Conditions)
+	return nil
+}
+
+// expire deletes a finished TrainingJob once spec.ttlSecondsAfterFinished passed.
+func (r *Reconciler) expire(ctx context.Context, tj *v1alpha1.TrainingJob) (ctrl.Result, error) {
+	ttl := tj.Spec.TTLSecondsAfterFinished
+	if ttl == nil || tj.Status.CompletionTime == nil {
+		return ctrl.Result{}, nil
+	}
+	left := tj.Status.CompletionTime.Add(time.Duration(*ttl) * time.Second).Sub(r.Clock.Now())
+	if left > 0 {
+		return ctrl.Result{RequeueAfter: left}, nil
+	}
+	err := r.Client.Delete(ctx, tj, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if err := client.IgnoreNotFound(err); err != nil {
+		return ctrl.Result{}, fmt.Errorf("deleting expired TrainingJob: %w", err)
+	}
+	ctrl.LoggerFrom(ctx).Info("deleted finished TrainingJob after its TTL", "ttlSeconds", *ttl)
+	r.Recorder.Eventf(tj, nil, corev1.EventTypeNormal, "Expired", "Delete",
+		"deleted %ds after it finished (spec.ttlSecondsAfterFinished)", *ttl)
+	return ctrl.Result{}, nil
+}

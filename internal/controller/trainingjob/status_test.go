@@ -1,0 +1,125 @@
+package trainingjob
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+
+	"kiln.dev/kiln/api/v1alpha1"
+)
+
+func cond(t string, status metav1.ConditionStatus, reason string) metav1.Condition {
+	return metav1.Condition{Type: t, Status: status, Reason: reason}
+}
+
+func TestStateOf(t *testing.T) {
+	const yes, no = metav1.ConditionTrue, metav1.ConditionFalse
+	tests := []struct {
+		name  string
+		conds []metav1.Condition
+		want  v1alpha1.TrainingJobState
+	}{
+		{name: "nothing yet", want: v1alpha1.StatePending},
+		{name: "no shape fits", conds: []metav1.Condition{cond(v1alpha1.TrainingJobAdmitted, no, v1alpha1.ReasonNoFittingShape)}, want: v1alpha1.StatePending},
+		{name: "workers starting", conds: []metav1.Condition{
+			cond(v1alpha1.TrainingJobAdmitted, yes, v1alpha1.ReasonShapeChosen),
+			cond(v1alpha1.TrainingJobRunning, no, v1alpha1.ReasonWorkersStarting),
+		}, want: v1alpha1.StatePending},
+		{name: "running", conds: []metav1.Condition{
+			cond(v1alpha1.TrainingJobAdmitted, yes, v1alpha1.ReasonShapeChosen),
+			cond(v1alpha1.TrainingJobRunning, yes, v1alpha1.ReasonAllWorkersRunning),
+		}, want: v1alpha1.StateRunning},
+		{name: "restarting", conds: []metav1.Condition{
+			cond(v1alpha1.TrainingJobRunning, no, v1alpha1.ReasonWorkerFailed),
+			cond(v1alpha1.TrainingJobRestarting, yes, v1alpha1.ReasonWorkerFailed),
+		}, want: v1alpha1.StateRestarting},
+		{name: "suspended by spec", conds: []metav1.Condition{
+			cond(v1alpha1.TrainingJobSuspended, yes, v1alpha1.ReasonSuspendedBySpec),
+		}, want: v1alpha1.StateSuspended},
+		{name: "queued", conds: []metav1.Condition{
+			cond(v1alpha1.TrainingJobAdmitted, no, v1alpha1.ReasonWaitingForQueue),
+			cond(v1alpha1.TrainingJobSuspended, yes, v1alpha1.ReasonWaitingForQueue),
+		}, want: v1alpha1.StateQueued},
+		{name: "resumed", conds: []metav1.Condition{
+			cond(v1alpha1.TrainingJobSuspended, no, v1alpha1.ReasonResumed),
+			cond(v1alpha1.TrainingJobRunning, yes, v1alpha1.ReasonAllWorkersRunning),
+		}, want: v1alpha1.StateRunning},
+		{name: "succeeded", conds: []metav1.Condition{
+			cond(v1alpha1.TrainingJobRunning, no, v1alpha1.ReasonCompleted),
+			cond(v1alpha1.TrainingJobSucceeded, yes, v1alpha1.ReasonCompleted),
+		}, want: v1alpha1.StateSucceeded},
+		{name: "failed wins", conds: []metav1.Condition{
+			cond(v1alpha1.TrainingJobSuspended, yes, v1alpha1.ReasonSuspendedBySpec),
+			cond(v1alpha1.TrainingJobFailed, yes, v1alpha1.ReasonRestartsExhausted),
+		}, want: v1alpha1.StateFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := stateOf(tt.conds); got != tt.want {
+				t.Errorf("stateOf = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRecordTransitions(t *testing.T) {
+	const yes, no = metav1.ConditionTrue, metav1.ConditionFalse
+	withMsg := func(c metav1.Condition, msg string) metav1.Condition { c.Message = msg; return c }
+	tests := []struct {
+		name          string
+		before, after []metav1.Condition
+		want          []string
+	}{
+		{
+			name:  "a condition first recorded as false is no news, except Admitted",
+			after: []metav1.Condition{withMsg(cond(v1alpha1.TrainingJobAdmitted, no, v1alpha1.ReasonNoFittingShape), "needs 64 GPUs"), cond(v1alpha1.TrainingJobRunning, no, v1alpha1.ReasonWorkersStarting)},
+			want:  []string{"Warning NoFittingShape needs 64 GPUs"},
+		},
+		{
+			name:   "unchanged conditions say nothing",
+			before: []metav1.Condition{withMsg(cond(v1alpha1.TrainingJobRunning, yes, v1alpha1.ReasonAllWorkersRunning), "all 2 workers")},
+			after:  []metav1.Condition{withMsg(cond(v1alpha1.TrainingJobRunning, yes, v1alpha1.ReasonAllWorkersRunning), "all 2 workers")},
+		},
+		{
+			name:   "each restart is news, though Restarting stays true",
+			before: []metav1.Condition{withMsg(cond(v1alpha1.TrainingJobRestarting, yes, v1alpha1.ReasonWorkerFailed), "worker 0 exited; attempt 2")},
+			after:  []metav1.Condition{withMsg(cond(v1alpha1.TrainingJobRestarting, yes, v1alpha1.ReasonWorkerFailed), "worker 1 exited; attempt 3")},
+			want:   []string{"Warning WorkerFailed worker 1 exited; attempt 3"},
+		},
+		{
+			name: "finishing reports the success, not the end of Running",
+			before: []metav1.Condition{
+				withMsg(cond(v1alpha1.TrainingJobRunning, yes, v1alpha1.ReasonAllWorkersRunning), "all 1 workers"),
+			},
+			after: []metav1.Condition{
+				withMsg(cond(v1alpha1.TrainingJobRunning, no, v1alpha1.ReasonCompleted), "done"),
+				withMsg(cond(v1alpha1.TrainingJobSucceeded, yes, v1alpha1.ReasonCompleted), "done"),
+			},
+			want: []string{"Normal Completed done"},
+		},
+		{
+			name:   "resuming is news",
+			before: []metav1.Condition{withMsg(cond(v1alpha1.TrainingJobSuspended, yes, v1alpha1.ReasonSuspendedBySpec), "suspended")},
+			after:  []metav1.Condition{withMsg(cond(v1alpha1.TrainingJobSuspended, no, v1alpha1.ReasonResumed), "resumed")},
+			want:   []string{"Normal Resumed resumed"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := events.NewFakeRecorder(10)
+			r := &Reconciler{Recorder: rec}
+			tj := &v1alpha1.TrainingJob{Status: v1alpha1.TrainingJobStatus{Conditions: tt.after}}
+			r.recordTransitions(tj, tt.before)
+			close(rec.Events)
+			var got []string
+			for e := range rec.Events {
+				got = append(got, e)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
