@@ -3,13 +3,19 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"kiln.dev/kiln/internal/controlplane"
+	"kiln.dev/kiln/internal/manager"
 	"kiln.dev/kiln/test/framework"
 )
 
@@ -19,7 +25,34 @@ const pools = "a100=2x8,l4=2x4@NVIDIA-L4,cpu=1x0"
 var plane *controlplane.Plane
 
 func TestMain(m *testing.M) {
-	os.Exit(framework.Main(m.Run, pools, time.Second, &plane))
+	os.Exit(framework.Main(func() int { return withManager(m.Run) }, pools, time.Second, &plane))
+}
+
+// withManager runs Kiln's manager in-process against the plane while the tests run, logging
+// beside the components (kept when a test fails).
+func withManager(run func() int) int {
+	log, err := os.Create(filepath.Join(plane.Dir, "kiln-manager.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
+		return 1
+	}
+	defer log.Close()
+	ctrl.SetLogger(zap.New(zap.WriteTo(log)))
+	mgr, err := manager.New(plane.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
+		return 1
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	code := run()
+	stop()
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
+		code = max(code, 1)
+	}
+	return code
 }
 
 func clientset(t *testing.T) *kubernetes.Clientset {

@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/test/framework"
+)
+
+// Every example that holds a TrainingJob is applied with kubectl, as a user would, and
+// must succeed on the plane.
+func TestExamplesSucceed(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(framework.RepoRoot(), "examples", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools, err := framework.Tools(context.Background(), "kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	applied := 0
+	for _, file := range files {
+		tjs := trainingJobsIn(t, file)
+		if len(tjs) == 0 {
+			continue
+		}
+		applied++
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			c, ns := kilnClient(t), namespace(t)
+			for _, tj := range tjs {
+				// The plane has no storage provisioner; play its part.
+				if tj.Spec.Checkpoints != nil {
+					provideVolume(t, ns, render.PVCName(tj.Name, "checkpoints"))
+				}
+				if tj.Spec.Output != nil {
+					provideVolume(t, ns, render.PVCName(tj.Name, "output"))
+				}
+			}
+			out, err := exec.Command(tools["kubectl"], "--kubeconfig", kubeconfig, "-n", ns, "apply", "-f", file).CombinedOutput()
+			if err != nil {
+				t.Fatalf("kubectl apply -f %s: %v\n%s", file, err, out)
+			}
+			for _, tj := range tjs {
+				tj.Namespace = ns
+				waitFor(t, c, tj, inState(v1alpha1.StateSucceeded))
+			}
+		})
+	}
+	if applied == 0 {
+		t.Fatal("no example holds a TrainingJob")
+	}
+}
+
+func trainingJobsIn(t *testing.T, file string) []*v1alpha1.TrainingJob {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*v1alpha1.TrainingJob
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		var u unstructured.Unstructured
+		err := dec.Decode(&u.Object)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if u.GroupVersionKind() != v1alpha1.GroupVersion.WithKind("TrainingJob") {
+			continue
+		}
+		tj := &v1alpha1.TrainingJob{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, tj); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		out = append(out, tj)
+	}
+}
