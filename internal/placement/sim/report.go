@@ -77,7 +77,7 @@ func WriteOpenB(w io.Writer, t *Trace, seeds []uint64, rows []OpenBRow) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\tpolicy\tGPUs allocated at first failure\tGPUs allocated once all arrived\tGPUs requested\ttasks failed\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.1f %%\t%.1f %%\t%.1f %%\t%d\t\n", r.Mode, r.Policy,
+		fmt.Fprintf(tw, "%s\t%s\t%.2f %%\t%.2f %%\t%.1f %%\t%d\t\n", r.Mode, r.Policy,
 			100*r.Fill.AtFirstFailure, 100*r.Fill.AllArrived, 100*r.Fill.Arrived, r.Fill.Failed)
 	}
 	tw.Flush()

@@ -38,14 +38,21 @@ func (n *sharedNode) key() sharedKey {
 	return k
 }
 
-// fits returns the GPUs a task would take on n (nil for a CPU task) and
+// pick is the GPUs of a node a task takes (at most 8, as on every openb node).
+type pick struct {
+	gpu [8]int
+	n   int
+}
+
+// fits returns the GPUs a task would take on n (none for a CPU task) and
 // whether it fits. A share goes to the fullest GPU that has room for it.
-func (n *sharedNode) fits(k *TraceTask) ([]int, bool) {
+func (n *sharedNode) fits(k *TraceTask) (pick, bool) {
+	var p pick
 	if k.MilliCPU > n.cpu || k.MemoryMiB > n.mem {
-		return nil, false
+		return p, false
 	}
 	if k.GPUs == 0 {
-		return nil, true
+		return p, true
 	}
 	if k.GPUMilli < 1000 {
 		best := -1
@@ -54,21 +61,22 @@ func (n *sharedNode) fits(k *TraceTask) ([]int, bool) {
 				best = i
 			}
 		}
-		return []int{best}, best >= 0
+		p.gpu[0], p.n = best, 1
+		return p, best >= 0
 	}
-	var whole []int
 	for i, f := range n.gpus {
-		if f == 1000 && len(whole) < int(k.GPUs) {
-			whole = append(whole, i)
+		if f == 1000 && p.n < int(k.GPUs) {
+			p.gpu[p.n] = i
+			p.n++
 		}
 	}
-	return whole, len(whole) == int(k.GPUs)
+	return p, p.n == int(k.GPUs)
 }
 
-func (n *sharedNode) apply(k *TraceTask, gpus []int, sign int64) {
+func (n *sharedNode) apply(k *TraceTask, p pick, sign int64) {
 	n.cpu -= sign * k.MilliCPU
 	n.mem -= sign * k.MemoryMiB
-	for _, g := range gpus {
+	for _, g := range p.gpu[:p.n] {
 		n.gpus[g] -= sign * k.GPUMilli
 	}
 }
@@ -153,7 +161,7 @@ func (p *sharedPacker) frag(n *sharedNode) float64 {
 }
 
 // cost ranks node n for task k, lowest first, as placement.Packer does.
-func (p *sharedPacker) cost(n *sharedNode, k *TraceTask, gpus []int) [2]float64 {
+func (p *sharedPacker) cost(n *sharedNode, k *TraceTask, gpus pick) [2]float64 {
 	var before float64
 	if p.policy == placement.FragAware {
 		if !n.fragOK {
@@ -215,7 +223,7 @@ func ReplayShared(t *Trace, tasks []TraceTask, policy placement.Policy, seed uin
 		k := &tasks[i]
 		asked += k.GPUs * k.GPUMilli
 		best := -1
-		var bestGPUs []int
+		var bestGPUs pick
 		var bestCost [2]float64
 		for j := range nodes {
 			gpus, ok := nodes[j].fits(k)
