@@ -127,11 +127,7 @@ func (c *Cluster) mix(queue []Gang) []Class {
 // those where it fits once running gangs finish. The claimed capacity leaves
 // c.free, which may go negative where the head needs more than is free.
 func (c *Cluster) claim(pods []Pod) []hold {
-	order := make([]int, len(pods))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return compareSize(pods[b].Requests, pods[a].Requests) })
+	order := largestFirst(pods)
 	eventual := make([]Resources, len(c.nodes))
 	for n := range c.nodes {
 		eventual[n] = c.nodes[n].Allocatable.sub(c.other[n])
@@ -239,14 +235,7 @@ func (c *Cluster) refusal(p *Packer, pods []Pod) string {
 }
 
 func noNodeBecause(pod *Pod, nodes []Node) string {
-	labelled := false
-	for n := range nodes {
-		sel := Pod{NodeSelector: pod.NodeSelector}
-		if sel.admits(&Node{Labels: nodes[n].Labels}) {
-			labelled = true
-			break
-		}
-	}
+	labelled := slices.ContainsFunc(nodes, func(n Node) bool { return matches(pod.NodeSelector, n.Labels) })
 	if !labelled {
 		return "no node has the labels of its nodeSelector " + selector(pod.NodeSelector)
 	}
@@ -346,11 +335,7 @@ func freeDescription(r Resources, gpu string, withHost bool) string {
 // fitCount is how many of pods, largest first, fit the free capacity one by one.
 func (c *Cluster) fitCount(pods []Pod) int {
 	free := slices.Clone(c.free)
-	order := make([]int, len(pods))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return compareSize(pods[b].Requests, pods[a].Requests) })
+	order := largestFirst(pods)
 	fit := 0
 	for _, i := range order {
 		for n := range c.nodes {

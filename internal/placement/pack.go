@@ -80,8 +80,12 @@ func NewPacker(policy Policy, mix []Class) *Packer {
 }
 
 // Place puts all of a gang's pods on the free capacity and holds them, or
-// changes nothing and returns false: there is no partial placement.
+// changes nothing and returns false: there is no partial placement. A gang
+// already held is not placed twice.
 func (p *Packer) Place(c *Cluster, gang string, pods []Pod) ([]string, bool) {
+	if _, ok := c.held[gang]; ok {
+		return nil, false
+	}
 	at := p.plan(c, pods, c.free, false)
 	if at == nil {
 		return nil, false
@@ -106,12 +110,10 @@ func (p *Packer) Place(c *Cluster, gang string, pods []Pod) ([]string, bool) {
 // a gang lands on the fewest nodes the greedy order can find.
 func (p *Packer) plan(c *Cluster, pods []Pod, free []Resources, all bool) []int {
 	at := make([]int, len(pods))
-	left := make([]int, len(pods))
-	for i := range pods {
+	for i := range at {
 		at[i] = -1
-		left[i] = i
 	}
-	slices.SortStableFunc(left, func(a, b int) int { return compareSize(pods[b].Requests, pods[a].Requests) })
+	left := largestFirst(pods)
 
 	for len(left) > 0 {
 		best, bestK := -1, 0
@@ -251,6 +253,16 @@ func (p *Packer) frag(free Resources) float64 {
 	}
 	p.memo[free] = f
 	return f
+}
+
+// largestFirst is the indices of pods, largest request first.
+func largestFirst(pods []Pod) []int {
+	order := make([]int, len(pods))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return compareSize(pods[b].Requests, pods[a].Requests) })
+	return order
 }
 
 // compareSize orders requests by GPUs, then CPU, then memory.

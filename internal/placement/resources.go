@@ -86,10 +86,8 @@ type Pod struct {
 
 // admits reports whether p may run on n at all, whatever is free there.
 func (p *Pod) admits(n *Node) bool {
-	for k, v := range p.NodeSelector {
-		if n.Labels[k] != v {
-			return false
-		}
+	if !matches(p.NodeSelector, n.Labels) {
+		return false
 	}
 	for i := range n.Taints {
 		t := &n.Taints[i]
@@ -97,6 +95,15 @@ func (p *Pod) admits(n *Node) bool {
 			continue
 		}
 		if !tolerated(p.Tolerations, t) {
+			return false
+		}
+	}
+	return true
+}
+
+func matches(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
 			return false
 		}
 	}

@@ -71,7 +71,7 @@ func OpenB(t *Trace, modes []OpenBMode, seeds []uint64) []OpenBRow {
 }
 
 // WriteOpenB prints the rows as a table.
-func WriteOpenB(w io.Writer, t *Trace, seeds []uint64, rows []OpenBRow) {
+func WriteOpenB(w io.Writer, t *Trace, seeds []uint64, rows []OpenBRow) error {
 	fmt.Fprintf(w, "openb trace: %d nodes, %d GPUs, %d tasks in creation order, nothing deleted; median of %d seeds (%d-%d)\n",
 		len(t.Nodes), t.GPUs(), len(t.Tasks), len(seeds), seeds[0], seeds[len(seeds)-1])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -80,7 +80,7 @@ func WriteOpenB(w io.Writer, t *Trace, seeds []uint64, rows []OpenBRow) {
 		fmt.Fprintf(tw, "%s\t%s\t%.2f %%\t%.2f %%\t%.1f %%\t%d\t\n", r.Mode, r.Policy,
 			100*r.Fill.AtFirstFailure, 100*r.Fill.AllArrived, 100*r.Fill.Arrived, r.Fill.Failed)
 	}
-	tw.Flush()
+	return tw.Flush()
 }
 
 // GangRow is the median over seeds of one scheduler on the synthetic stream.
@@ -138,7 +138,7 @@ func medianResult(rs []GangResult) GangResult {
 
 // WriteGangs prints the rows as a table with Kiln's figures over each
 // baseline's (ratios of the medians).
-func WriteGangs(w io.Writer, seeds []uint64, rows []GangRow) {
+func WriteGangs(w io.Writer, seeds []uint64, rows []GangRow) error {
 	cfg := DefaultGangConfig(0)
 	fmt.Fprintf(w, "synthetic gangs: %d nodes of 8 GPUs + %d of 4 (%d GPUs), %d jobs of 1/2/4/8/16/32 GPUs (%.0f/%.0f/%.0f/%.0f/%.0f/%.0f %%),\n",
 		cfg.Nodes8, cfg.Nodes4, cfg.gpus(), cfg.Jobs,
@@ -177,7 +177,7 @@ func WriteGangs(w io.Writer, seeds []uint64, rows []GangRow) {
 	line("partial gangs", "%.0f", func(r GangResult) float64 { return float64(r.PartialGangs) })
 	line("deadlocks", "%.0f", func(r GangResult) float64 { return float64(r.Deadlocks) })
 	line("gangs broken up to end them", "%.0f", func(r GangResult) float64 { return float64(r.BrokenUp) })
-	tw.Flush()
+	return tw.Flush()
 }
 
 func median(v []float64) float64 {

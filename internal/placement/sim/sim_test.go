@@ -44,7 +44,9 @@ func BenchmarkOpenB(b *testing.B) {
 				b.ReportMetric(100*r.Fill.AtFirstFailure, r.Policy.String()+"-first-fail-%")
 			}
 			var out strings.Builder
-			WriteOpenB(&out, t, seeds, rows)
+			if err := WriteOpenB(&out, t, seeds, rows); err != nil {
+				b.Fatal(err)
+			}
 			b.Log("\n" + out.String())
 		})
 	}
@@ -76,7 +78,9 @@ func BenchmarkGangWorkload(b *testing.B) {
 		}
 	}
 	var out strings.Builder
-	WriteGangs(&out, seeds, rows)
+	if err := WriteGangs(&out, seeds, rows); err != nil {
+		b.Fatal(err)
+	}
 	b.Log("\n" + out.String())
 }
 

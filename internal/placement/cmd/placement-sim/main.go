@@ -34,10 +34,16 @@ func main() {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		sim.WriteOpenB(os.Stdout, t, s, sim.OpenB(t, sim.OpenBModes, s))
+		if err := sim.WriteOpenB(os.Stdout, t, s, sim.OpenB(t, sim.OpenBModes, s)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 		fmt.Println()
 	}
 	if *only != "openb" {
-		sim.WriteGangs(os.Stdout, s, sim.Gangs(s))
+		if err := sim.WriteGangs(os.Stdout, s, sim.Gangs(s)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 }
