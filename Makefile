@@ -4,13 +4,15 @@ SHELL := /bin/bash -o pipefail
 KILN := go run ./cmd/kubectl-kiln
 TOOL = $(shell $(KILN) dev tools $(1) 2>/dev/null | cut -f2)
 
-.PHONY: all dev down test unit tools generate verify lint build
+.PHONY: all dev down test unit tools generate verify lint build krew
 
 all: build
 
 ## dev: start the local Kiln (control plane, simulated GPU nodes, CRDs, manager) in the background
+##      and run every bundled example on it
 dev: build
 	bin/kubectl-kiln dev up
+	bin/kubectl-kiln dev examples
 
 ## down: stop the local Kiln
 down: build
@@ -50,3 +52,7 @@ verify:
 ## lint: gofmt, go vet and golangci-lint (installed from the Go module proxy on first use)
 lint: verify
 	go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...
+
+## krew: release archives and the krew plugin manifest, in dist/ (VERSION=v0.1.0 BASE_URL=https://…)
+krew:
+	hack/krew.sh $(VERSION) $(BASE_URL)

@@ -21,17 +21,22 @@ func NewRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Long: `Kiln runs the machine-learning workflow on Kubernetes: training from one GPU to many nodes,
 hyperparameter sweeps, model serving and notebooks, as plain Kubernetes objects.
 
-Start a local Kiln with simulated GPU nodes:
-  kubectl kiln dev up`,
+Start a local Kiln with simulated GPU nodes, then train on 8 GPUs:
+  kubectl kiln dev up
+  kubectl kiln train resnet --gpus 8 --framework pytorch --image IMAGE --watch -- python train.py`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.CompletionOptions.HiddenDefaultCmd = true
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	flags.AddFlags(root.PersistentFlags())
-	root.AddCommand(newDevCommand(streams), newVersionCommand(streams))
+	c := cluster{flags: flags}
+	root.AddCommand(
+		newTrainCommand(c, streams), newGetCommand(c, streams), newStatusCommand(c, streams),
+		newLogsCommand(c, streams), newExportCommand(c, streams), newDeleteCommand(c, streams),
+		newDoctorCommand(c, streams), newDevCommand(streams), newVersionCommand(streams),
+	)
 	return root
 }
 

@@ -60,6 +60,8 @@ type Plane struct {
 	procs    []*process
 	ownedDir bool
 	out      io.Writer
+	stop     context.CancelFunc // ends the plane's own loops (the storage provisioner)
+	loops    chan struct{}
 }
 
 // Start brings the plane up and returns once the API answers and every simulated node is Ready.
@@ -190,11 +192,19 @@ func (p *Plane) startNodes(ctx context.Context, o Options) error {
 	}
 	p.procs = append(p.procs, kwok)
 
-	if err := p.AddPools(ctx, o.Pools...); err != nil {
-		return err
-	}
 	cs, err := kubernetes.NewForConfig(p.Config)
 	if err != nil {
+		return err
+	}
+	prov := &provisioner{cs: cs, dir: filepath.Join(p.Dir, "volumes")}
+	if err := prov.installClass(ctx); err != nil {
+		return err
+	}
+	loopCtx, stop := context.WithCancel(context.Background())
+	p.stop, p.loops = stop, make(chan struct{})
+	go func() { defer close(p.loops); prov.run(loopCtx) }()
+
+	if err := p.AddPools(ctx, o.Pools...); err != nil {
 		return err
 	}
 	// The default ServiceAccount appears once the controller manager's controllers run.
@@ -262,6 +272,11 @@ func (p *Plane) Healthy() error { return p.componentsRunning() }
 // Stop stops every component and removes the plane's folder if Start created it.
 func (p *Plane) Stop() error {
 	var errs []error
+	if p.stop != nil {
+		p.stop()
+		<-p.loops
+		p.stop = nil
+	}
 	for i := len(p.procs) - 1; i >= 0; i-- {
 		if err := p.procs[i].stop(15 * time.Second); err != nil {
 			errs = append(errs, err)

@@ -15,7 +15,6 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"kiln.dev/kiln/api/v1alpha1"
-	"kiln.dev/kiln/internal/render"
 	"kiln.dev/kiln/test/framework"
 )
 
@@ -43,15 +42,6 @@ func TestExamplesSucceed(t *testing.T) {
 		applied++
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			c, ns := kilnClient(t), namespace(t)
-			for _, tj := range tjs {
-				// The plane has no storage provisioner; play its part.
-				if tj.Spec.Checkpoints != nil {
-					provideVolume(t, ns, render.PVCName(tj.Name, "checkpoints"))
-				}
-				if tj.Spec.Output != nil {
-					provideVolume(t, ns, render.PVCName(tj.Name, "output"))
-				}
-			}
 			out, err := exec.Command(tools["kubectl"], "--kubeconfig", kubeconfig, "-n", ns, "apply", "-f", file).CombinedOutput()
 			if err != nil {
 				t.Fatalf("kubectl apply -f %s: %v\n%s", file, err, out)

@@ -162,31 +162,6 @@ func env(p *corev1.Pod) map[string]string {
 	return out
 }
 
-// provideVolume plays the storage provisioner the plane lacks: a PersistentVolume
-// reserved for the claim, so pods that mount it get scheduled.
-func provideVolume(t *testing.T, ns, claim string) {
-	t.Helper()
-	cs := clientset(t)
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + claim},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Ti")},
-			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany, corev1.ReadWriteOnce},
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-			ClaimRef:                      &corev1.ObjectReference{Namespace: ns, Name: claim},
-			PersistentVolumeSource: corev1.PersistentVolumeSource{
-				HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/kiln-e2e/" + ns + "/" + claim},
-			},
-		},
-	}
-	if _, err := cs.CoreV1().PersistentVolumes().Create(context.Background(), pv, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cs.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
-	})
-}
-
 // events returns the notes of the TrainingJob's Events with the given reason.
 func events(t *testing.T, ns, name, reason string) []string {
 	t.Helper()
@@ -366,7 +341,6 @@ func TestTrainingJobGangRestartsThenFailsWithAnActionableMessage(t *testing.T) {
 	tj.Spec.Checkpoints = &v1alpha1.VolumeSpec{Size: resource.MustParse("1Gi")}
 	tj.Spec.Restart.MaxRestarts = ptr.To[int32](2)
 	claim := render.PVCName(tj.Name, "checkpoints")
-	provideVolume(t, ns, claim)
 	create(t, c, tj)
 
 	pvc := &corev1.PersistentVolumeClaim{}

@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/localkiln"
+)
+
+// DevExamplesOptions run the bundled examples on the local Kiln.
+type DevExamplesOptions struct {
+	Dir       string
+	StateDir  string
+	Namespace string
+	Timeout   time.Duration
+
+	streams genericiooptions.IOStreams
+}
+
+func newDevExamplesCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &DevExamplesOptions{streams: streams}
+	cmd := &cobra.Command{
+		Use:     "examples",
+		Short:   "Run every bundled example on the local Kiln and show each one's progress",
+		Example: `  kubectl kiln dev up && kubectl kiln dev examples`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return explain(o.Run(cmd.Context()))
+		},
+	}
+	cmd.Flags().StringVar(&o.Dir, "dir", "examples", "folder of example manifests")
+	cmd.Flags().StringVar(&o.StateDir, "state-dir", localkiln.DefaultDir(), "folder of the local Kiln's kubeconfig and state")
+	cmd.Flags().StringVar(&o.Namespace, "namespace", "kiln-examples", "namespace to run the examples in (recreated objects, same names)")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long each example may take")
+	return cmd
+}
+
+// Run creates each TrainingJob example afresh and follows it to the end.
+func (o *DevExamplesOptions) Run(ctx context.Context) error {
+	s, err := localkiln.ReadState(o.StateDir)
+	if err != nil {
+		return err
+	}
+	if s == nil || s.KubeConfig == "" {
+		return fmt.Errorf("the local Kiln is not running: start it with `kubectl kiln dev up`")
+	}
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig, flags.Namespace = &s.KubeConfig, &o.Namespace
+	c, err := cluster{flags: flags}.client()
+	if err != nil {
+		return err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Namespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	files, err := filepath.Glob(filepath.Join(o.Dir, "*.yaml"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	var failed []string
+	for _, f := range files {
+		tj, err := readTrainingJob(f, nil)
+		if err != nil {
+			continue // not a TrainingJob: other kinds get their own runner as they land
+		}
+		tj.Namespace = o.Namespace
+		fmt.Fprintf(o.streams.Out, "== %s: TrainingJob %s\n", f, tj.Name)
+		if err := recreate(ctx, c, tj); err != nil {
+			return err
+		}
+		if err := watchTrainingJob(ctx, c, client.ObjectKeyFromObject(tj), o.Timeout, o.streams); err != nil {
+			fmt.Fprintln(o.streams.Out, "  ", err)
+			failed = append(failed, f)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d example(s) did not succeed: %v", len(failed), failed)
+	}
+	fmt.Fprintf(o.streams.Out, "\nAll examples succeeded. Look around:\n  export KUBECONFIG=%s\n  kubectl kiln get -n %s -o wide\n  kubectl kiln status -n %s NAME\n", s.KubeConfig, o.Namespace, o.Namespace)
+	return nil
+}
+
+// recreate deletes an earlier run of the example and creates it again.
+func recreate(ctx context.Context, c client.Client, tj *v1alpha1.TrainingJob) error {
+	old := &v1alpha1.TrainingJob{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(tj), old); err == nil {
+		if err := c.Delete(ctx, old, client.PropagationPolicy(metav1.DeletePropagationForeground)); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		for i := 0; i < 300; i++ {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(tj), old); apierrors.IsNotFound(err) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return c.Create(ctx, tj)
+}

@@ -1,0 +1,226 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/manager"
+	"kiln.dev/kiln/internal/placement"
+	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/validation"
+)
+
+// ExportOptions print the plain Kubernetes objects Kiln creates for a TrainingJob.
+type ExportOptions struct {
+	Name     string
+	File     string
+	Output   string
+	NodeGPUs int32
+
+	cluster cluster
+	streams genericiooptions.IOStreams
+}
+
+func newExportCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &ExportOptions{cluster: c, streams: streams}
+	cmd := &cobra.Command{
+		Use:   "export (NAME | -f FILE)",
+		Short: "Print the plain Kubernetes objects Kiln creates, to run them without Kiln",
+		Long: `Print the Jobs, Services, PersistentVolumeClaims (and for MPI the Secret and ConfigMap) that Kiln
+creates for a TrainingJob: the same renderer the controller uses, without owner references or
+status, so the output applies to any cluster, with or without Kiln installed.
+
+From a live object the shape is the one Kiln chose. From a file no cluster is needed: the shape
+comes from spec.topology, or is chosen as on a cluster of nodes with --node-gpus GPUs each.
+An MPI job's SSH key is generated afresh on every export.`,
+		Example: `  # What Kiln runs for the TrainingJob "resnet"
+  kubectl kiln export resnet
+
+  # Offline, from a file, as on a cluster of 4-GPU nodes; then run it without Kiln
+  kubectl kiln export -f examples/trainingjob-pytorch-8gpu.yaml --node-gpus 4 > plain.yaml
+  kubectl apply -f plain.yaml`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&o.File, "filename", "f", "", "a TrainingJob manifest to export offline (- for standard input)")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "yaml", "output format: yaml or json")
+	cmd.Flags().Int32Var(&o.NodeGPUs, "node-gpus", 8, "GPUs per node to assume when exporting a file without spec.topology")
+	return cmd
+}
+
+// Complete takes the name argument.
+func (o *ExportOptions) Complete(args []string) error {
+	if len(args) == 1 {
+		o.Name = args[0]
+	}
+	return nil
+}
+
+// Validate needs exactly one source and a known format.
+func (o *ExportOptions) Validate() error {
+	if (o.Name == "") == (o.File == "") {
+		return fmt.Errorf("give either a TrainingJob name or -f FILE")
+	}
+	if o.Output != "yaml" && o.Output != "json" {
+		return fmt.Errorf("unknown output format %q: use yaml or json", o.Output)
+	}
+	if o.NodeGPUs < 1 {
+		return fmt.Errorf("--node-gpus must be at least 1")
+	}
+	return nil
+}
+
+// Run renders and prints.
+func (o *ExportOptions) Run(ctx context.Context) error {
+	var tj *v1alpha1.TrainingJob
+	var shape placement.Shape
+	var err error
+	if o.File != "" {
+		if tj, err = readTrainingJob(o.File, o.streams.In); err != nil {
+			return err
+		}
+		if tj.Namespace == "" {
+			if tj.Namespace, err = o.cluster.namespace(); err != nil {
+				tj.Namespace = "default"
+			}
+		}
+		if errs := validation.ValidateTrainingJob(tj); len(errs) > 0 {
+			return fmt.Errorf("%s is not a valid TrainingJob: %v", o.File, errs.ToAggregate())
+		}
+		assumed := []placement.NodeShape{{Pool: "", GPUsPerNode: o.NodeGPUs, Count: 1000}}
+		if shape, err = placement.ForTrainingJob(&tj.Spec, assumed); err != nil {
+			return err
+		}
+	} else {
+		if tj, shape, err = o.live(ctx); err != nil {
+			return explain(err)
+		}
+	}
+	objs, err := render.TrainingJob(tj, shape, render.Options{})
+	if err != nil {
+		return err
+	}
+	return printObjects(o.streams.Out, o.Output, objs.List())
+}
+
+func (o *ExportOptions) live(ctx context.Context) (*v1alpha1.TrainingJob, placement.Shape, error) {
+	c, err := o.cluster.client()
+	if err != nil {
+		return nil, placement.Shape{}, err
+	}
+	ns, err := o.cluster.namespace()
+	if err != nil {
+		return nil, placement.Shape{}, err
+	}
+	tj := &v1alpha1.TrainingJob{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: o.Name}, tj); err != nil {
+		return nil, placement.Shape{}, err
+	}
+	s := tj.Status.Shape
+	if s == nil {
+		return nil, placement.Shape{}, fmt.Errorf("TrainingJob %s has no shape yet (see `kubectl kiln status %s`); export it from its file instead", o.Name, o.Name)
+	}
+	return tj, placement.Shape{Nodes: s.Nodes, ProcessesPerNode: s.ProcessesPerNode, GPUsPerNode: s.GPUsPerNode, Pool: s.Pool, Reason: s.Reason}, nil
+}
+
+// readTrainingJob decodes one TrainingJob from a YAML or JSON file.
+func readTrainingJob(path string, stdin io.Reader) (*v1alpha1.TrainingJob, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw, err := utilyaml.ToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var tm struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+	}
+	if err := json.Unmarshal(raw, &tm); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if tm.Kind != "TrainingJob" || tm.APIVersion != v1alpha1.GroupVersion.String() {
+		return nil, fmt.Errorf("%s holds %s %s; export takes a %s TrainingJob", path, tm.APIVersion, tm.Kind, v1alpha1.GroupVersion)
+	}
+	tj := &v1alpha1.TrainingJob{}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(tj); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return tj, nil
+}
+
+// printObjects writes objects as a YAML stream or a JSON List, without the status and
+// server-set fields that would stop them from applying elsewhere.
+func printObjects(w io.Writer, format string, objs []render.Object) error {
+	scheme, err := manager.Scheme()
+	if err != nil {
+		return err
+	}
+	var items []map[string]any
+	for _, obj := range objs {
+		gvks, _, err := scheme.ObjectKinds(obj)
+		if err != nil {
+			return err
+		}
+		obj.GetObjectKind().SetGroupVersionKind(gvks[0])
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		delete(u, "status")
+		unstructured.RemoveNestedField(u, "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(u, "spec", "template", "metadata", "creationTimestamp")
+		items = append(items, u)
+	}
+	if format == "json" {
+		b, err := json.MarshalIndent(map[string]any{"apiVersion": "v1", "kind": "List", "items": items}, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(w, string(b))
+		return err
+	}
+	for i, item := range items {
+		b, err := yaml.Marshal(item)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			fmt.Fprintln(w, "---")
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,241 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"kiln.dev/kiln/api/v1alpha1"
+)
+
+// kinds maps every name a user may type for a Kiln kind to its canonical plural.
+var kinds = map[string]string{
+	"trainingjobs": "trainingjobs", "trainingjob": "trainingjobs", "tj": "trainingjobs",
+}
+
+func kindNames() string { return "trainingjobs (tj)" }
+
+func resolveKind(s string) (string, error) {
+	if k, ok := kinds[strings.ToLower(s)]; ok {
+		return k, nil
+	}
+	return "", fmt.Errorf("unknown kind %q: Kiln's kinds are %s", s, kindNames())
+}
+
+// GetOptions list Kiln objects.
+type GetOptions struct {
+	Kind          string
+	Names         []string
+	AllNamespaces bool
+	Output        string
+
+	cluster cluster
+	streams genericiooptions.IOStreams
+	now     func() time.Time
+}
+
+func newGetCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &GetOptions{cluster: c, streams: streams, now: time.Now}
+	cmd := &cobra.Command{
+		Use:     "get [KIND] [NAME...]",
+		Aliases: []string{"list", "ls"},
+		Short:   "List Kiln objects (all kinds by default)",
+		Example: `  # Every TrainingJob in the current namespace
+  kubectl kiln get
+
+  # In every namespace, with the pool and the latest message
+  kubectl kiln get trainingjobs -A -o wide
+
+  # One job as YAML
+  kubectl kiln get tj resnet -o yaml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return explain(o.Run(cmd.Context()))
+		},
+	}
+	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list across all namespaces")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: wide, yaml, json or name")
+	return cmd
+}
+
+// Complete reads the kind and names.
+func (o *GetOptions) Complete(args []string) error {
+	o.Kind = "trainingjobs"
+	if len(args) > 0 {
+		k, err := resolveKind(args[0])
+		if err != nil {
+			return err
+		}
+		o.Kind, o.Names = k, args[1:]
+	}
+	return nil
+}
+
+// Validate checks the output format.
+func (o *GetOptions) Validate() error {
+	switch o.Output {
+	case "", "wide", "yaml", "json", "name":
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q: use wide, yaml, json or name", o.Output)
+}
+
+// Run lists and prints.
+func (o *GetOptions) Run(ctx context.Context) error {
+	c, err := o.cluster.client()
+	if err != nil {
+		return err
+	}
+	ns, err := o.cluster.namespace()
+	if err != nil {
+		return err
+	}
+	var items []v1alpha1.TrainingJob
+	if len(o.Names) > 0 {
+		for _, n := range o.Names {
+			tj := v1alpha1.TrainingJob{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: n}, &tj); err != nil {
+				return err
+			}
+			items = append(items, tj)
+		}
+	} else {
+		list := &v1alpha1.TrainingJobList{}
+		var opts []client.ListOption
+		if !o.AllNamespaces {
+			opts = append(opts, client.InNamespace(ns))
+		}
+		if err := c.List(ctx, list, opts...); err != nil {
+			return err
+		}
+		items = list.Items
+	}
+	sort.Slice(items, func(i, j int) bool {
+		if items[i].Namespace != items[j].Namespace {
+			return items[i].Namespace < items[j].Namespace
+		}
+		return items[i].Name < items[j].Name
+	})
+	return o.print(o.streams.Out, items)
+}
+
+func (o *GetOptions) print(w io.Writer, items []v1alpha1.TrainingJob) error {
+	switch o.Output {
+	case "name":
+		for _, tj := range items {
+			fmt.Fprintf(w, "trainingjob.kiln.dev/%s\n", tj.Name)
+		}
+		return nil
+	case "yaml", "json":
+		list := &v1alpha1.TrainingJobList{Items: items}
+		list.APIVersion, list.Kind = "v1", "List"
+		for i := range list.Items {
+			list.Items[i].APIVersion, list.Items[i].Kind = v1alpha1.GroupVersion.String(), "TrainingJob"
+			list.Items[i].ManagedFields = nil
+		}
+		var b []byte
+		var err error
+		if o.Output == "json" {
+			b, err = json.MarshalIndent(list, "", "  ")
+			b = append(b, '\n')
+		} else {
+			b, err = yaml.Marshal(list)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	if len(items) == 0 {
+		fmt.Fprintln(o.streams.ErrOut, "No TrainingJobs found. Start one with: kubectl kiln train --image IMAGE -- COMMAND")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	header := "NAME\tSHAPE\tGPUS\tSTATE\tRESTARTS\tAGE"
+	if o.AllNamespaces {
+		header = "NAMESPACE\t" + header
+	}
+	if o.Output == "wide" {
+		header += "\tPOOL\tWORKERS\tMESSAGE"
+	}
+	fmt.Fprintln(tw, header)
+	for _, tj := range items {
+		row := fmt.Sprintf("%s\t%s\t%d\t%s\t%d\t%s", tj.Name, shapeOf(&tj), gpusOf(&tj), stateOf(&tj), tj.Status.Restarts, age(tj.CreationTimestamp, o.now()))
+		if o.AllNamespaces {
+			row = tj.Namespace + "\t" + row
+		}
+		if o.Output == "wide" {
+			pool := "-"
+			if s := tj.Status.Shape; s != nil && s.Pool != "" {
+				pool = s.Pool
+			}
+			row += fmt.Sprintf("\t%s\t%d/%d ready\t%s", pool, tj.Status.Ready, workers(&tj), lastMessage(tj.Status.Conditions))
+		}
+		fmt.Fprintln(tw, row)
+	}
+	return tw.Flush()
+}
+
+func shapeOf(tj *v1alpha1.TrainingJob) string {
+	if s := tj.Status.Shape; s != nil {
+		return fmt.Sprintf("%dx%d", s.Nodes, s.ProcessesPerNode)
+	}
+	return "-"
+}
+
+func gpusOf(tj *v1alpha1.TrainingJob) int32 {
+	return tj.Spec.Resources.GPUs
+}
+
+func workers(tj *v1alpha1.TrainingJob) int32 {
+	if s := tj.Status.Shape; s != nil {
+		return s.Nodes
+	}
+	return 0
+}
+
+func stateOf(tj *v1alpha1.TrainingJob) string {
+	if tj.Status.State != "" {
+		return string(tj.Status.State)
+	}
+	return "Pending"
+}
+
+// lastMessage is the message of the most recently changed condition.
+func lastMessage(conds []metav1.Condition) string {
+	var last *metav1.Condition
+	for i := range conds {
+		if last == nil || conds[i].LastTransitionTime.After(last.LastTransitionTime.Time) {
+			last = &conds[i]
+		}
+	}
+	if last == nil {
+		return ""
+	}
+	return last.Message
+}
+
+func age(t metav1.Time, now time.Time) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	return duration.HumanDuration(now.Sub(t.Time))
+}

@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kiln.dev/kiln/test/framework"
+)
+
+// The CLI as a data scientist uses it, against the shared plane: train, watch, status, export,
+// run the export without Kiln, delete.
+func TestCLITrainStatusExportDelete(t *testing.T) {
+	ctx := context.Background()
+	k := buildKiln(t)
+	ns := namespace(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kiln := func(args ...string) (string, error) {
+		return k.run(t, append([]string{"--kubeconfig=" + kubeconfig, "-n", ns}, args...)...)
+	}
+
+	out, err := kiln("train", "cli-job", "--gpus", "8", "--framework", "pytorch", "--image", "registry.example/resnet:1",
+		"--checkpoints", "1Gi", "--watch", "--timeout", "2m", "--", "python", "train.py")
+	if err != nil {
+		t.Fatalf("train --watch: %v\n%s", err, out)
+	}
+	for _, want := range []string{"trainingjob.kiln.dev/cli-job created", "cli-job running [1x8", "cli-job succeeded"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("train --watch output lacks %q:\n%s", want, out)
+		}
+	}
+
+	out, err = kiln("get", "-o", "wide")
+	if err != nil || !strings.Contains(out, "cli-job") || !strings.Contains(out, "1x8") || !strings.Contains(out, "Succeeded") {
+		t.Errorf("get -o wide: %v\n%s", err, out)
+	}
+
+	out, err = kiln("status", "cli-job")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"TrainingJob " + ns + "/cli-job: succeeded", "shape 1x8:", "Job cli-job-a0", "Pod cli-job-a0-0", "rank 0", "PersistentVolumeClaim cli-job-checkpoints", "Conditions:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The export runs on the cluster with plain kubectl, in a namespace Kiln never saw.
+	exported, err := kiln("export", "cli-job")
+	if err != nil {
+		t.Fatalf("export: %v\n%s", err, exported)
+	}
+	if strings.Contains(exported, "kiln.dev/v1alpha1") || strings.Contains(exported, "ownerReferences") {
+		t.Fatalf("export must hold only native objects without owners:\n%s", exported)
+	}
+	plain := namespace(t)
+	exported = strings.ReplaceAll(exported, "namespace: "+ns, "namespace: "+plain)
+	tools, err := framework.Tools(ctx, "kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := exec.Command(tools["kubectl"], "--kubeconfig", kubeconfig, "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(exported)
+	if out, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply of the export: %v\n%s", err, out)
+	}
+	cs := clientset(t)
+	framework.Eventually(t, time.Minute, func() error {
+		j, err := cs.BatchV1().Jobs(plain).Get(ctx, "cli-job-a0", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if j.Status.Succeeded != 1 {
+			return fmt.Errorf("exported job: succeeded %d, active %d", j.Status.Succeeded, j.Status.Active)
+		}
+		return nil
+	})
+
+	out, err = kiln("delete", "cli-job")
+	if err != nil || !strings.Contains(out, "trainingjob.kiln.dev/cli-job deleted") {
+		t.Fatalf("delete: %v\n%s", err, out)
+	}
+	out, err = kiln("status", "cli-job")
+	if err == nil || !strings.Contains(out, `no TrainingJob "cli-job"`) {
+		t.Fatalf("status after delete should say it is gone: %v\n%s", err, out)
+	}
+}
+
+func TestCLIDoctorReportsTheSimulatedGPUPool(t *testing.T) {
+	k := buildKiln(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := k.run(t, "--kubeconfig="+kubeconfig, "doctor")
+	// No device-plugin DaemonSet on a simulated plane: a warning, not a failure.
+	if err != nil {
+		t.Fatalf("doctor: %v\n%s", err, out)
+	}
+	for _, want := range []string{"✓ Kubernetes v1.37.2", "✓ Kiln's API (kiln.dev/v1alpha1) is installed",
+		"✓ 24 GPU(s) on 2 node shape(s)", "2×8", "2×4", "NVIDIA-A100-SXM4-80GB, NVIDIA-L4",
+		"! no GPU device-plugin DaemonSet found", "✓ ReadWriteMany storage: kiln-local (kiln.dev/local-path)", "- Kueue not installed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+}
