@@ -116,11 +116,11 @@ func (o *DevUpOptions) Run(ctx context.Context) error {
 		return err
 	}
 	args := []string{"--pools", o.Pools, "--port", fmt.Sprint(o.Port)}
-	pid, err := localkiln.StartSupervisor(o.StateDir, args)
+	sup, err := localkiln.StartSupervisor(o.StateDir, args)
 	if err != nil {
 		return err
 	}
-	s, err := localkiln.WaitReady(ctx, o.StateDir, pid, o.Timeout, prefixWriter{w: o.streams.ErrOut, prefix: "  "})
+	s, err := sup.WaitReady(ctx, o.StateDir, o.Timeout, prefixWriter{w: o.streams.ErrOut, prefix: "  "})
 	if err != nil {
 		return err
 	}

@@ -89,13 +89,18 @@ func readPID(dir string) (int, error) {
 	return pid, nil
 }
 
-// isSupervisor tells a live supervisor from a dead one whose PID was reused.
+// isSupervisor tells a live supervisor from a dead one, or from another process that got its PID.
 func isSupervisor(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
 	}
-	return strings.Contains(string(b), "\x00dev\x00serve")
+	s := string(stat)
+	if fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(fields) == 0 || fields[0] == "Z" {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(cmdline), "\x00dev\x00serve")
 }
 
 func cleanup(dir string) {
@@ -104,38 +109,45 @@ func cleanup(dir string) {
 	}
 }
 
+// Supervisor is a started `dev serve` process.
+type Supervisor struct {
+	PID    int
+	exited chan struct{}
+	err    error
+}
+
 // StartSupervisor launches `<self> dev serve` in its own session, so that it outlives the
 // command that started it and everything it runs can be found and stopped as one group.
-func StartSupervisor(dir string, args []string) (int, error) {
+func StartSupervisor(dir string, args []string) (*Supervisor, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, err
+		return nil, err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(dir, supervisorLog))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(self, append([]string{"dev", "serve", "--state-dir", dir}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("starting the local Kiln supervisor: %w", err)
+		return nil, fmt.Errorf("starting the local Kiln supervisor: %w", err)
 	}
-	pid := cmd.Process.Pid
-	if err := os.WriteFile(filepath.Join(dir, pidFile), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+	s := &Supervisor{PID: cmd.Process.Pid, exited: make(chan struct{})}
+	if err := os.WriteFile(filepath.Join(dir, pidFile), []byte(strconv.Itoa(s.PID)+"\n"), 0o600); err != nil {
 		_ = cmd.Process.Kill()
-		return 0, err
+		return nil, err
 	}
-	go func() { _ = cmd.Wait() }() // reap it if it exits while we wait for it
-	return pid, nil
+	go func() { s.err = cmd.Wait(); close(s.exited) }()
+	return s, nil
 }
 
 // WaitReady waits until the supervisor reports the plane ready, relaying its progress lines.
-func WaitReady(ctx context.Context, dir string, pid int, timeout time.Duration, progress io.Writer) (*State, error) {
+func (sup *Supervisor) WaitReady(ctx context.Context, dir string, timeout time.Duration, progress io.Writer) (*State, error) {
 	deadline := time.Now().Add(timeout)
 	logPath := filepath.Join(dir, supervisorLog)
 	var shown int
@@ -148,9 +160,12 @@ func WaitReady(ctx context.Context, dir string, pid int, timeout time.Duration, 
 	}
 	for {
 		relay()
-		if !isSupervisor(pid) {
+		select {
+		case <-sup.exited:
+			relay()
 			cleanup(dir)
-			return nil, fmt.Errorf("the local Kiln failed to start; last lines of %s:\n%s", logPath, tailFile(logPath, 20))
+			return nil, fmt.Errorf("the local Kiln stopped while starting (%v); see %s", sup.err, logPath)
+		default:
 		}
 		if b, err := os.ReadFile(filepath.Join(dir, stateFile)); err == nil {
 			var s State
