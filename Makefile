@@ -4,7 +4,7 @@ SHELL := /bin/bash -o pipefail
 KILN := go run ./cmd/kubectl-kiln
 TOOL = $(shell $(KILN) dev tools $(1) 2>/dev/null | cut -f2)
 
-.PHONY: all dev down test unit tools generate verify lint build krew
+.PHONY: all dev down test unit tools generate verify lint build krew bench-fanout bench-placement
 
 all: build
 
@@ -56,3 +56,11 @@ lint: verify
 ## krew: release archives and the krew plugin manifest, in dist/ (VERSION=v0.1.0 BASE_URL=https://…)
 krew:
 	hack/krew.sh $(VERSION) $(BASE_URL)
+
+## bench-fanout: Kiln vs. creating the same Jobs and Services directly (JOBS=1000 for the full run)
+bench-fanout:
+	go run ./test/bench/fanout -jobs $(or $(JOBS),100)
+
+## bench-placement: placement simulations on the openb trace and a gang workload
+bench-placement:
+	go run ./internal/placement/cmd/placement-sim

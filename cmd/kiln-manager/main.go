@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -19,6 +20,13 @@ func main() {
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", true, "take a lease so that only one replica acts at a time")
 	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the lease (default: the manager's own)")
+	flag.Func("kube-api-qps", "queries per second to the API server (default 50)", func(v string) error {
+		q, err := strconv.ParseFloat(v, 32)
+		o.QPS = float32(q)
+		return err
+	})
+	flag.IntVar(&o.Burst, "kube-api-burst", 100, "burst of queries to the API server")
+	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "objects each controller works on at once")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

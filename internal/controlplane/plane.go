@@ -41,6 +41,9 @@ type Options struct {
 	PodRunTime time.Duration
 	// CRDPaths are files or folders of CustomResourceDefinitions to install once the API is up.
 	CRDPaths []string
+	// APIServerFlags are extra kube-apiserver flags (name without dashes → value), e.g. an
+	// audit log for a benchmark.
+	APIServerFlags map[string]string
 	// Out receives progress lines; nil discards them.
 	Out io.Writer
 }
@@ -121,6 +124,9 @@ func (p *Plane) start(ctx context.Context, o Options) error {
 	}
 	// Pod logs and exec go through the node's InternalIP; simulated nodes have no DNS names.
 	api.Configure().Set("kubelet-preferred-address-types", "InternalIP,Hostname")
+	for k, v := range o.APIServerFlags {
+		api.Configure().Set(k, v)
+	}
 	p.env = &envtest.Environment{
 		ControlPlane: envtest.ControlPlane{
 			APIServer: api,
@@ -151,9 +157,23 @@ func (p *Plane) start(ctx context.Context, o Options) error {
 	return p.startNodes(ctx, o)
 }
 
+// componentKubeconfig gives a component its own user, as on a real cluster, so audit logs and
+// API server metrics tell its requests from a client's.
+func (p *Plane) componentKubeconfig(user string) (string, error) {
+	kc, err := p.AddUser(user, "system:masters")
+	if err != nil {
+		return "", fmt.Errorf("creating a user for %s: %w", user, err)
+	}
+	path := filepath.Join(p.Dir, strings.TrimPrefix(user, "system:")+".kubeconfig")
+	return path, os.WriteFile(path, kc, 0o600)
+}
+
 func (p *Plane) startNodes(ctx context.Context, o Options) error {
-	kc := p.KubeConfigPath
 	fmt.Fprintln(p.out, "starting kube-controller-manager, kube-scheduler and kwok")
+	kc, err := p.componentKubeconfig("system:kube-controller-manager")
+	if err != nil {
+		return err
+	}
 	cm, err := startProcess(p.Dir, "kube-controller-manager", o.Tools["kube-controller-manager"],
 		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
 		// Token minting needs the service-account signing key, which envtest keeps to itself.
@@ -164,6 +184,9 @@ func (p *Plane) startNodes(ctx context.Context, o Options) error {
 		return err
 	}
 	p.procs = append(p.procs, cm)
+	if kc, err = p.componentKubeconfig("system:kube-scheduler"); err != nil {
+		return err
+	}
 	sched, err := startProcess(p.Dir, "kube-scheduler", o.Tools["kube-scheduler"],
 		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
 		"--leader-elect=false", "--secure-port=0", "--kube-api-qps=200", "--kube-api-burst=400")
@@ -180,6 +203,9 @@ func (p *Plane) startNodes(ctx context.Context, o Options) error {
 		"KUBELET_VERSION", kubeletVersion).Replace(kwokStages)
 	stagesPath := filepath.Join(p.Dir, "kwok-stages.yaml")
 	if err := os.WriteFile(stagesPath, []byte(stages), 0o644); err != nil {
+		return err
+	}
+	if kc, err = p.componentKubeconfig("kwok"); err != nil {
 		return err
 	}
 	kwok, err := startProcess(p.Dir, "kwok", o.Tools["kwok"],
@@ -307,6 +333,16 @@ func CheckPortFree(port int) error {
 		return fmt.Errorf("port %d is already in use on 127.0.0.1: stop what listens there or choose another port", port)
 	}
 	return l.Close()
+}
+
+// AddUser provisions a client certificate user in the given groups and returns its kubeconfig,
+// so a component can run with its own identity (and only the RBAC bound to it).
+func (p *Plane) AddUser(name string, groups ...string) ([]byte, error) {
+	u, err := p.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return u.KubeConfig()
 }
 
 // Listening lists the host:port addresses the plane's servers listen on.

@@ -22,6 +22,9 @@ type NodePool struct {
 	GPUs int
 	// GPUProduct is the nvidia.com/gpu.product label of GPU nodes.
 	GPUProduct string
+	// MaxPods is each node's pod capacity (default 110, the kubelet's); benchmarks raise it
+	// to pack thousands of simulated pods onto few nodes.
+	MaxPods int
 }
 
 // Labels and values the simulated nodes carry, as GPU feature discovery and cloud providers set them.
@@ -113,7 +116,7 @@ func (p NodePool) Nodes() []corev1.Node {
 	resources := corev1.ResourceList{
 		corev1.ResourceCPU:              *resource.NewQuantity(cpu, resource.DecimalSI),
 		corev1.ResourceMemory:           *resource.NewQuantity(mem<<30, resource.BinarySI),
-		corev1.ResourcePods:             *resource.NewQuantity(110, resource.DecimalSI),
+		corev1.ResourcePods:             *resource.NewQuantity(int64(max(p.MaxPods, 110)), resource.DecimalSI),
 		corev1.ResourceEphemeralStorage: resource.MustParse("1Ti"),
 	}
 	labels := map[string]string{

@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -36,6 +37,12 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionNamespace holds the lease; the manager's own namespace when empty.
 	LeaderElectionNamespace string
+	// QPS and Burst bound the manager's requests to the API server (defaults 50 and 100):
+	// client-go's 5/10 would make a thousand-job burst wait minutes on the client side.
+	QPS   float32
+	Burst int
+	// MaxConcurrentReconciles is how many objects each controller works on at once (default 4).
+	MaxConcurrentReconciles int
 }
 
 // LeaderElectionID names the lease replicas compete for.
@@ -59,6 +66,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = orDefault(o.QPS, 50), orDefault(o.Burst, 100)
 	metrics := metricsserver.Options{BindAddress: o.MetricsAddr, SecureServing: o.SecureMetrics}
 	if o.SecureMetrics {
 		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
@@ -73,6 +82,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
 		// The manager exits at once when it loses the lease, so a new leader never overlaps it.
 		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{MaxConcurrentReconciles: orDefault(o.MaxConcurrentReconciles, 4)},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Only Kiln's own: a cluster's Secrets and ConfigMaps are many and none
 			// of the others' business.
@@ -99,4 +109,12 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }

@@ -1,0 +1,407 @@
+// Command fanout measures what Kiln costs over creating the same native objects directly: N
+// TrainingJobs of W workers each, side by side with a client that creates the equivalent Jobs
+// and headless Services itself at the same client QPS, on one full local control plane.
+//
+// It reports, per path: time until every pod exists, API writes per job (from the API server's
+// audit log, by user), and for Kiln the manager's CPU-seconds and peak memory (it runs as its
+// own process). Run it with `make bench-fanout` or `go run ./test/bench/fanout -jobs 1000`.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/controlplane"
+	"kiln.dev/kiln/internal/manager"
+	"kiln.dev/kiln/internal/placement"
+	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/test/framework"
+)
+
+type config struct {
+	jobs, workers, nodes int
+	qps                  float64
+	order                string
+	timeout              time.Duration
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.jobs, "jobs", 100, "TrainingJobs (and direct Jobs) to create per path")
+	flag.IntVar(&c.workers, "workers", 8, "workers (pods) per job")
+	flag.IntVar(&c.nodes, "nodes", 20, "simulated CPU nodes (1000 pods each)")
+	flag.Float64Var(&c.qps, "qps", 50, "client QPS (and burst) of the benchmark's creating client, the same for both paths")
+	flag.StringVar(&c.order, "order", "direct,kiln", "order of the paths; the later one runs on a cluster holding the earlier one's pods")
+	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "give up on a path after this long")
+	flag.Parse()
+	if err := run(context.Background(), c); err != nil {
+		fmt.Fprintln(os.Stderr, "fanout:", err)
+		os.Exit(1)
+	}
+}
+
+// result is one path's figures.
+type result struct {
+	name            string
+	allPods         time.Duration
+	clientWrites    int
+	otherWrites     int
+	managerWrites   int
+	managerCPU      time.Duration
+	managerPeakRSS  int64
+	writesByVerbRes map[string]int
+}
+
+func run(ctx context.Context, c config) error {
+	dir, err := os.MkdirTemp("", "kiln-fanout-")
+	if err != nil {
+		return err
+	}
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+		return err
+	}
+	auditLog := filepath.Join(dir, "audit.log")
+	tools, err := framework.Tools(ctx, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+	if err != nil {
+		return err
+	}
+	mgrBin := filepath.Join(dir, "kiln-manager")
+	if out, err := exec.Command("go", "build", "-o", mgrBin, "./cmd/kiln-manager").CombinedOutput(); err != nil {
+		return fmt.Errorf("building kiln-manager: %v\n%s", err, out)
+	}
+	plane, err := controlplane.Start(ctx, controlplane.Options{
+		Tools: tools, Dir: filepath.Join(dir, "plane"), CRDPaths: framework.CRDPaths(), Out: os.Stderr,
+		Pools:          []controlplane.NodePool{{Name: "cpu", Count: c.nodes, MaxPods: 1000}},
+		PodRunTime:     time.Hour, // pods stay running: the benchmark measures creation, not completion
+		APIServerFlags: map[string]string{"audit-policy-file": policy, "audit-log-path": auditLog, "audit-log-mode": "blocking"},
+	})
+	if err != nil {
+		return err
+	}
+	defer plane.Stop()
+	fmt.Fprintf(os.Stderr, "plane and logs in %s\n", dir)
+
+	var results []result
+	for _, path := range strings.Split(c.order, ",") {
+		var r result
+		switch path {
+		case "direct":
+			r, err = direct(ctx, c, plane, auditLog)
+		case "kiln":
+			r, err = kiln(ctx, c, plane, auditLog, mgrBin, dir)
+		default:
+			err = fmt.Errorf("unknown path %q in -order", path)
+		}
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	report(c, results)
+	return nil
+}
+
+// The audit log records who wrote what; reads are left out to keep it small.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted"]
+rules:
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+`
+
+// template is the TrainingJob both paths start from: CPU workers with an explicit topology, so
+// the shape does not depend on GPU nodes.
+func template(ns string, i, workers int) *v1alpha1.TrainingJob {
+	return &v1alpha1.TrainingJob{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("job-%04d", i), Namespace: ns},
+		Spec: v1alpha1.TrainingJobSpec{
+			Image:     "registry.example/train:1",
+			Framework: v1alpha1.FrameworkPyTorch,
+			Command:   []string{"python", "train.py"},
+			Topology:  &v1alpha1.Topology{Nodes: int32(workers), ProcessesPerNode: 1},
+		},
+	}
+}
+
+func clientFor(cfg *rest.Config, qps float64) (client.Client, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = float32(qps), int(qps)
+	scheme, err := manager.Scheme()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: scheme})
+}
+
+func direct(ctx context.Context, c config, plane *controlplane.Plane, auditLog string) (result, error) {
+	ns := "bench-direct"
+	cl, err := clientFor(plane.Config, c.qps)
+	if err != nil {
+		return result{}, err
+	}
+	var objs []client.Object
+	for i := range c.jobs {
+		tj := template(ns, i, c.workers)
+		shape := placement.Shape{Nodes: int32(c.workers), ProcessesPerNode: 1}
+		rendered, err := render.TrainingJob(tj, shape, render.Options{})
+		if err != nil {
+			return result{}, err
+		}
+		objs = append(objs, rendered.Service, rendered.Job)
+	}
+	return measure(ctx, c, plane, auditLog, "direct", ns, objs, cl, nil)
+}
+
+func kiln(ctx context.Context, c config, plane *controlplane.Plane, auditLog, mgrBin, dir string) (result, error) {
+	ns := "bench-kiln"
+	kubeconfig, err := plane.AddUser("kiln-manager", "system:masters")
+	if err != nil {
+		return result{}, err
+	}
+	kcPath := filepath.Join(dir, "manager.kubeconfig")
+	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
+		return result{}, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "kiln-manager.log"))
+	if err != nil {
+		return result{}, err
+	}
+	defer logf.Close()
+	mgr := exec.Command(mgrBin, "--kubeconfig", kcPath, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	mgr.Stdout, mgr.Stderr = logf, logf
+	if err := mgr.Start(); err != nil {
+		return result{}, err
+	}
+	defer func() { _ = mgr.Process.Kill(); _ = mgr.Wait() }()
+	time.Sleep(3 * time.Second) // caches synced, so the manager's start-up is not counted as the job's cost
+	cl, err := clientFor(plane.Config, c.qps)
+	if err != nil {
+		return result{}, err
+	}
+	var objs []client.Object
+	for i := range c.jobs {
+		objs = append(objs, template(ns, i, c.workers))
+	}
+	return measure(ctx, c, plane, auditLog, "kiln", ns, objs, cl, mgr.Process)
+}
+
+// measure creates objs at the client's QPS and waits until jobs × workers pods exist.
+func measure(ctx context.Context, c config, plane *controlplane.Plane, auditLog, name, ns string, objs []client.Object, cl client.Client, mgr *os.Process) (result, error) {
+	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return result{}, err
+	}
+	offset := fileSize(auditLog)
+	cpuBefore := cpuTime(mgr)
+	start := time.Now()
+	fmt.Fprintf(os.Stderr, "%s: creating %d objects at %.0f QPS\n", name, len(objs), c.qps)
+	if err := createAll(ctx, cl, objs); err != nil {
+		return result{}, err
+	}
+	cs, err := kubernetes.NewForConfig(plane.Config)
+	if err != nil {
+		return result{}, err
+	}
+	want := c.jobs * c.workers
+	deadline := time.Now().Add(c.timeout)
+	for {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return result{}, err
+		}
+		if len(pods.Items) >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			return result{}, fmt.Errorf("%s: %d of %d pods after %s", name, len(pods.Items), want, c.timeout)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	r := result{name: name, allPods: time.Since(start)}
+	fmt.Fprintf(os.Stderr, "%s: all %d pods exist after %s; letting writes settle\n", name, want, r.allPods.Round(time.Millisecond))
+	settle(auditLog)
+	r.managerCPU = cpuTime(mgr) - cpuBefore
+	r.managerPeakRSS = peakRSS(mgr)
+	users, byVerbRes, err := countWrites(auditLog, offset, ns)
+	if err != nil {
+		return result{}, err
+	}
+	r.writesByVerbRes = byVerbRes
+	for user, n := range users {
+		switch user {
+		case "kiln-admin": // the benchmark's client; components have their own users
+			r.clientWrites += n
+		case "kiln-manager":
+			r.managerWrites += n
+		default:
+			r.otherWrites += n
+		}
+	}
+	return r, nil
+}
+
+func createAll(ctx context.Context, cl client.Client, objs []client.Object) error {
+	work := make(chan client.Object)
+	errs := make(chan error, len(objs))
+	var wg sync.WaitGroup
+	for range 16 { // enough in flight that the client's rate limiter, not latency, sets the pace
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := range work {
+				if err := cl.Create(ctx, o); err != nil {
+					errs <- fmt.Errorf("creating %s: %w", o.GetName(), err)
+				}
+			}
+		}()
+	}
+	for _, o := range objs {
+		work <- o
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// settle waits until the audit log stops growing for 5 s (status updates trail pod creation).
+func settle(path string) {
+	last, quiet := fileSize(path), time.Now()
+	for time.Since(quiet) < 5*time.Second {
+		time.Sleep(time.Second)
+		if s := fileSize(path); s != last {
+			last, quiet = s, time.Now()
+		}
+	}
+}
+
+// countWrites reads the audit events after offset that touched namespace ns (or cluster-scoped
+// objects), by user and by verb/resource.
+func countWrites(path string, offset int64, ns string) (map[string]int, map[string]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, 0); err != nil {
+		return nil, nil, err
+	}
+	users, byVerbRes := map[string]int{}, map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e struct {
+			Stage string `json:"stage"`
+			Verb  string `json:"verb"`
+			User  struct {
+				Username string `json:"username"`
+			} `json:"user"`
+			ObjectRef struct {
+				Resource    string `json:"resource"`
+				Subresource string `json:"subresource"`
+				Namespace   string `json:"namespace"`
+			} `json:"objectRef"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Stage != "ResponseComplete" || e.ObjectRef.Namespace != ns {
+			continue
+		}
+		users[e.User.Username]++
+		res := e.ObjectRef.Resource
+		if e.ObjectRef.Subresource != "" {
+			res += "/" + e.ObjectRef.Subresource
+		}
+		byVerbRes[fmt.Sprintf("%s %s by %s", e.Verb, res, e.User.Username)]++
+	}
+	return users, byVerbRes, sc.Err()
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// cpuTime is a process's user+system CPU time from /proc (clock ticks of 10 ms).
+func cpuTime(p *os.Process) time.Duration {
+	if p == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// peakRSS is a process's high-water resident memory in bytes.
+func peakRSS(p *os.Process) int64 {
+	if p == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func report(c config, rs []result) {
+	fmt.Printf("\n%d jobs × %d workers, creating client at %.0f QPS/burst, manager at its defaults (QPS 50, burst 100, 4 reconciles at once)\n\n", c.jobs, c.workers, c.qps)
+	fmt.Printf("%-8s %14s %14s %14s %14s %12s %12s\n", "path", "all pods", "client w/job", "kiln w/job", "others w/job", "manager CPU", "manager RSS")
+	byName := map[string]result{}
+	for _, r := range rs {
+		byName[r.name] = r
+		n := float64(c.jobs)
+		fmt.Printf("%-8s %14s %14.2f %14.2f %14.2f %12s %11.0fM\n", r.name, r.allPods.Round(time.Millisecond),
+			float64(r.clientWrites)/n, float64(r.managerWrites)/n, float64(r.otherWrites)/n, r.managerCPU, float64(r.managerPeakRSS)/(1<<20))
+	}
+	d, k := byName["direct"], byName["kiln"]
+	if d.name != "" && k.name != "" {
+		extra := float64(k.clientWrites+k.managerWrites+k.otherWrites-d.clientWrites-d.managerWrites-d.otherWrites) / float64(c.jobs)
+		fmt.Printf("\nkiln/direct time until all pods exist: %.2f×   API writes per job beyond the direct path: %+.2f\n",
+			k.allPods.Seconds()/d.allPods.Seconds(), extra)
+	}
+	for _, r := range rs {
+		fmt.Printf("\nwrites of the %s path (per job):\n", r.name)
+		var keys []string
+		for k := range r.writesByVerbRes {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Printf("  %-60s %8.2f\n", k, float64(r.writesByVerbRes[k])/float64(c.jobs))
+		}
+	}
+}
