@@ -63,6 +63,7 @@ type Plane struct {
 	procs    []*process
 	ownedDir bool
 	out      io.Writer
+	kwokAddr string
 	stop     context.CancelFunc // ends the plane's own loops (the storage provisioner)
 	loops    chan struct{}
 }
@@ -199,8 +200,19 @@ func (p *Plane) startNodes(ctx context.Context, o Options) error {
 	if runTime == 0 {
 		runTime = 2 * time.Second
 	}
+	// kwok stands in for the kubelet's server too, so `kubectl logs` works on simulated nodes:
+	// the API server reaches it at the nodes' address, 127.0.0.1, on a port of its own.
+	logsFile := filepath.Join(p.Dir, "simulated-container.log")
+	if err := os.WriteFile(logsFile, []byte(simulatedLog), 0o644); err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	p.kwokAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	stages := strings.NewReplacer("POD_RUN_TIME_MS", strconv.FormatInt(runTime.Milliseconds(), 10),
-		"KUBELET_VERSION", kubeletVersion).Replace(kwokStages)
+		"KUBELET_VERSION", kubeletVersion, "LOGS_FILE", logsFile).Replace(kwokStages)
 	stagesPath := filepath.Join(p.Dir, "kwok-stages.yaml")
 	if err := os.WriteFile(stagesPath, []byte(stages), 0o644); err != nil {
 		return err
@@ -212,7 +224,8 @@ func (p *Plane) startNodes(ctx context.Context, o Options) error {
 		"--kubeconfig="+kc, "--config="+stagesPath,
 		"--manage-nodes-with-annotation-selector="+kwokNodeAnnotation+"=fake",
 		// Outside the API server's service range (10.0.0.0/24), so pod and Service IPs never clash.
-		"--cidr=10.244.0.0/16", "--node-lease-duration-seconds=40")
+		"--cidr=10.244.0.0/16", "--node-lease-duration-seconds=40",
+		"--node-ip=127.0.0.1", "--node-port="+strconv.Itoa(port), "--server-address=127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		return err
 	}
@@ -242,6 +255,21 @@ func (p *Plane) startNodes(ctx context.Context, o Options) error {
 }
 
 const kubeletVersion = "v1.37.2"
+
+// simulatedLog is what every container on a simulated node logs, in the CRI log format kwok
+// reads (time, stream, full-line tag, text): nothing runs there.
+const simulatedLog = `2026-01-01T00:00:00.000000000Z stdout F simulated node: no process runs here, so kwok serves this text as the container's log
+2026-01-01T00:00:00.000000000Z stdout F on a real node the container's own output appears instead
+`
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
 
 // AddPools creates the pools' nodes and waits until kwok reports them Ready.
 func (p *Plane) AddPools(ctx context.Context, pools ...NodePool) error {
@@ -351,6 +379,9 @@ func (p *Plane) Listening() []string {
 	addrs := []string{net.JoinHostPort(cp.APIServer.Address, cp.APIServer.Port)}
 	if cp.Etcd.URL != nil {
 		addrs = append(addrs, cp.Etcd.URL.Host)
+	}
+	if p.kwokAddr != "" {
+		addrs = append(addrs, p.kwokAddr)
 	}
 	return addrs
 }

@@ -55,6 +55,16 @@ func TestCLITrainStatusExportDelete(t *testing.T) {
 		}
 	}
 
+	// On simulated nodes kwok serves each container's log where the kubelet would.
+	out, err = kiln("logs", "cli-job")
+	if err != nil || !strings.HasPrefix(out, "[rank 0] simulated node: no process runs here") {
+		t.Errorf("logs: %v\n%s", err, out)
+	}
+	out, err = kiln("logs", "cli-job", "--rank", "1")
+	if err == nil || !strings.Contains(out, "no worker with rank 1 in cli-job-a0 (it has 1 node(s))") {
+		t.Errorf("logs --rank 1 of a one-node job: %v\n%s", err, out)
+	}
+
 	// The export runs on the cluster with plain kubectl, in a namespace Kiln never saw.
 	exported, err := kiln("export", "cli-job")
 	if err != nil {
@@ -110,6 +120,29 @@ func TestCLIDoctorReportsTheSimulatedGPUPool(t *testing.T) {
 	for _, want := range []string{"✓ Kubernetes v1.37.2", "✓ Kiln's API (kiln.dev/v1alpha1) is installed",
 		"✓ 24 GPU(s) on 2 node shape(s)", "2×8", "2×4", "NVIDIA-A100-SXM4-80GB, NVIDIA-L4",
 		"! no GPU device-plugin DaemonSet found", "✓ ReadWriteMany storage: kiln-local (kiln.dev/local-path)", "- Kueue not installed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestCLIDoctorSaysWhatIsMissingWithoutGPUNodes(t *testing.T) {
+	k := buildKiln(t)
+	bare, err := framework.Start(context.Background(), "", 0) // API server and etcd, no nodes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bare.Stop() })
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, bare.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := k.run(t, "--kubeconfig="+kubeconfig, "doctor")
+	if err == nil {
+		t.Fatalf("doctor should fail on a cluster without GPU nodes:\n%s", out)
+	}
+	for _, want := range []string{"✗ no schedulable node advertises nvidia.com/gpu (0 node(s) in all)", "fix: add GPU nodes and a device plugin",
+		"! no ReadWriteMany storage class found", "error: 1 problem(s) block GPU training on this cluster"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("doctor output lacks %q:\n%s", want, out)
 		}
