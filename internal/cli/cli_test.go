@@ -180,6 +180,16 @@ func TestProgressLine(t *testing.T) {
 	succeeded.Status.Conditions = []metav1.Condition{{Type: v1alpha1.TrainingJobSucceeded, Status: metav1.ConditionTrue}}
 	failed := runningJob()
 	failed.Status.Conditions = []metav1.Condition{{Type: v1alpha1.TrainingJobFailed, Status: metav1.ConditionTrue, Message: "worker 1 exited with code 3"}}
+	waiting := runningJob()
+	waitMsg := "needs 2 nodes with 8 free nvidia.com/gpu; largest free block is 4"
+	waiting.Status.Conditions = []metav1.Condition{
+		{Type: v1alpha1.TrainingJobAdmitted, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonWaitingForCapacity, Message: waitMsg},
+		{Type: v1alpha1.TrainingJobSuspended, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonWaitingForCapacity, Message: waitMsg},
+	}
+	refused := runningJob()
+	refused.Status.Conditions = []metav1.Condition{{Type: v1alpha1.TrainingJobAdmitted, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonRefused, Message: "refused: too big"}}
+	paused := runningJob()
+	paused.Status.Conditions = []metav1.Condition{{Type: v1alpha1.TrainingJobSuspended, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSuspendedBySpec}}
 	for _, tc := range []struct {
 		tj           *v1alpha1.TrainingJob
 		want         string
@@ -187,6 +197,9 @@ func TestProgressLine(t *testing.T) {
 	}{
 		{&v1alpha1.TrainingJob{}, "queued", false, false},
 		{queued, "queued: needs 16 GPUs; the cluster has 8", false, false},
+		{waiting, "queued: " + waitMsg, false, false},
+		{refused, "refused: too big", false, false},
+		{paused, "suspended [2x4 on l4]", false, false},
 		{runningJob(), "running [2x4 on l4]: 1/2 workers ready, restart 1", false, false},
 		{succeeded, "succeeded in 1m1s [2x4 on l4], restart 1", true, false},
 		{failed, "failed [2x4 on l4]: worker 1 exited with code 3", true, true},

@@ -56,6 +56,16 @@ func (c cluster) client() (client.Client, error) {
 	return client.New(cfg, client.Options{Scheme: scheme})
 }
 
+// clientIn is the client and the namespace a namespaced verb works in.
+func (c cluster) clientIn() (client.Client, string, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, err := c.namespace()
+	return cl, ns, err
+}
+
 func (c cluster) clientset() (*kubernetes.Clientset, error) {
 	cfg, err := c.restConfig()
 	if err != nil {

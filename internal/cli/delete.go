@@ -46,11 +46,7 @@ func newDeleteCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Comm
 
 // Run deletes each object, reporting the ones that were not there.
 func (o *DeleteOptions) Run(ctx context.Context) error {
-	c, err := o.cluster.client()
-	if err != nil {
-		return err
-	}
-	ns, err := o.cluster.namespace()
+	c, ns, err := o.cluster.clientIn()
 	if err != nil {
 		return err
 	}

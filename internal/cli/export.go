@@ -125,11 +125,7 @@ func (o *ExportOptions) Run(ctx context.Context) error {
 }
 
 func (o *ExportOptions) live(ctx context.Context) (*v1alpha1.TrainingJob, placement.Shape, error) {
-	c, err := o.cluster.client()
-	if err != nil {
-		return nil, placement.Shape{}, err
-	}
-	ns, err := o.cluster.namespace()
+	c, ns, err := o.cluster.clientIn()
 	if err != nil {
 		return nil, placement.Shape{}, err
 	}

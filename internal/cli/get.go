@@ -99,11 +99,7 @@ func (o *GetOptions) Validate() error {
 
 // Run lists and prints.
 func (o *GetOptions) Run(ctx context.Context) error {
-	c, err := o.cluster.client()
-	if err != nil {
-		return err
-	}
-	ns, err := o.cluster.namespace()
+	c, ns, err := o.cluster.clientIn()
 	if err != nil {
 		return err
 	}

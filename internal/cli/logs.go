@@ -53,15 +53,11 @@ func newLogsCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Comman
 
 // Run streams the logs of the current attempt's pods.
 func (o *LogsOptions) Run(ctx context.Context) error {
-	c, err := o.cluster.client()
+	c, ns, err := o.cluster.clientIn()
 	if err != nil {
 		return err
 	}
 	cs, err := o.cluster.clientset()
-	if err != nil {
-		return err
-	}
-	ns, err := o.cluster.namespace()
 	if err != nil {
 		return err
 	}

@@ -53,11 +53,7 @@ volumes, the conditions with their messages, and the latest events of all of the
 
 // Run gathers and prints the tree.
 func (o *StatusOptions) Run(ctx context.Context) error {
-	c, err := o.cluster.client()
-	if err != nil {
-		return err
-	}
-	ns, err := o.cluster.namespace()
+	c, ns, err := o.cluster.clientIn()
 	if err != nil {
 		return err
 	}

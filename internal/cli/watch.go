@@ -41,7 +41,9 @@ func progressLine(tj *v1alpha1.TrainingJob) (line string, done bool, failed bool
 		return fmt.Sprintf("succeeded%s%s%s", took, shape, restarts), true, false
 	case meta.IsStatusConditionTrue(conds, v1alpha1.TrainingJobFailed):
 		return fmt.Sprintf("failed%s: %s", shape, conditionMessage(conds, v1alpha1.TrainingJobFailed)), true, true
-	case meta.IsStatusConditionTrue(conds, v1alpha1.TrainingJobSuspended):
+	case meta.IsStatusConditionTrue(conds, v1alpha1.TrainingJobSuspended) &&
+		meta.FindStatusCondition(conds, v1alpha1.TrainingJobSuspended).Reason == v1alpha1.ReasonSuspendedBySpec:
+		// Held by a queue (Kiln's or Kueue's) is queued, below, with what it waits for.
 		return "suspended" + shape, false, false
 	case meta.IsStatusConditionTrue(conds, v1alpha1.TrainingJobRestarting):
 		return fmt.Sprintf("restarting%s: %s", shape, conditionMessage(conds, v1alpha1.TrainingJobRestarting)), false, false
@@ -50,8 +52,11 @@ func progressLine(tj *v1alpha1.TrainingJob) (line string, done bool, failed bool
 	case meta.IsStatusConditionTrue(conds, v1alpha1.TrainingJobAdmitted):
 		return fmt.Sprintf("admitted%s: starting %d worker(s)", shape, workers(tj)), false, false
 	}
-	if msg := conditionMessage(conds, v1alpha1.TrainingJobAdmitted); msg != "" {
-		return "queued: " + msg, false, false
+	if c := meta.FindStatusCondition(conds, v1alpha1.TrainingJobAdmitted); c != nil && c.Message != "" {
+		if c.Reason == v1alpha1.ReasonRefused {
+			return c.Message, false, false // "refused: …"
+		}
+		return "queued: " + c.Message, false, false
 	}
 	return "queued", false, false
 }
