@@ -161,7 +161,11 @@ func newDevDownCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the local Kiln and every process it started",
-		Args:  cobra.NoArgs,
+		Long: `Stop the local Kiln: the manager, kwok, the scheduler, the controller manager, the API server and
+etcd. Whatever is left of its process session is killed, and down checks that none of its ports
+still listens. Its kubeconfig and logs stay in the state folder until the next up.`,
+		Example: `  kubectl kiln dev down`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := localkiln.ReadState(dir)
 			if err != nil {
@@ -185,9 +189,10 @@ func newDevDownCommand(streams genericiooptions.IOStreams) *cobra.Command {
 func newDevStatusCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Say whether the local Kiln runs, and where",
-		Args:  cobra.NoArgs,
+		Use:     "status",
+		Short:   "Say whether the local Kiln runs, and where",
+		Example: `  kubectl kiln dev status`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := localkiln.ReadState(dir)
 			if err != nil {
