@@ -2,14 +2,15 @@ package v1alpha1
 
 // Condition types of a TrainingJob.
 const (
-	// TrainingJobAdmitted is true once a shape was chosen and the gang may start
-	// (Kueue admission included, when a queue is used).
+	// TrainingJobAdmitted is true once the gang may start: Kiln placed every
+	// worker on a node with room for it, or Kueue admitted it when a queue is used.
 	TrainingJobAdmitted = "Admitted"
 	// TrainingJobRunning is true while all workers of the current attempt run.
 	TrainingJobRunning = "Running"
 	// TrainingJobRestarting is true between a failed attempt and the next one.
 	TrainingJobRestarting = "Restarting"
-	// TrainingJobSuspended is true while spec.suspend (or a queue) holds the job.
+	// TrainingJobSuspended is true while spec.suspend, Kueue or Kiln's own
+	// admission queue holds the job.
 	TrainingJobSuspended = "Suspended"
 	// TrainingJobSucceeded is true once the job finished successfully.
 	TrainingJobSucceeded = "Succeeded"
@@ -34,6 +35,14 @@ const (
 	ReasonAdmittedByQueue   = "AdmittedByQueue"
 	ReasonInvalidSpec       = "InvalidSpec"
 	ReasonRenderFailed      = "RenderFailed"
+	// ReasonPlaced: Kiln admitted the gang and pinned each worker to a node.
+	ReasonPlaced = "Placed"
+	// ReasonWaitingForCapacity: the gang fits the cluster but not its free
+	// capacity now; it waits in Kiln's queue (priority, then arrival).
+	ReasonWaitingForCapacity = "WaitingForCapacity"
+	// ReasonRefused: the gang could not run even on the empty cluster as its
+	// nodes are now; Kiln looks again when nodes change.
+	ReasonRefused = "Refused"
 )
 
 // Environment variables Kiln sets in training containers. They are part of the API:
@@ -66,4 +75,21 @@ const DefaultGPUResource = "nvidia.com/gpu"
 const (
 	LabelTrainingJob = "kiln.dev/trainingjob"
 	LabelAttempt     = "kiln.dev/attempt"
+)
+
+// Gang admission without Kueue. Every attempt's Job is created suspended, its
+// pods gated; Kiln writes the placement and un-suspends the Job in one patch,
+// then pins each pod to its index's node as it lifts the gate. The cluster
+// holds all of it, so a restarted manager resumes from these.
+const (
+	// PlacementGate is the scheduling gate on the pods of a Job that waits for
+	// Kiln to pin them to their nodes.
+	PlacementGate = "kiln.dev/placement"
+	// AnnotationPlacement on a Job lists the node of each completion index,
+	// comma-separated, once Kiln admitted it: "a100-0,a100-1".
+	AnnotationPlacement = "kiln.dev/placement"
+	// AnnotationAdmission on a suspended Job is Kiln's latest decision about it:
+	// Waiting or Refused; AnnotationAdmissionMessage says why.
+	AnnotationAdmission        = "kiln.dev/admission"
+	AnnotationAdmissionMessage = "kiln.dev/admission-message"
 )

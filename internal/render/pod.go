@@ -90,6 +90,9 @@ func (r *renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 		// Without it a host-network pod uses the node's resolver and cannot find its peers.
 		pod.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
+	if r.opts.PlacementGate {
+		pod.SchedulingGates = []corev1.PodSchedulingGate{{Name: v1alpha1.PlacementGate}}
+	}
 	if r.shape.GPUsPerNode > 0 && r.opts.RuntimeClassName != "" {
 		pod.RuntimeClassName = ptr.To(r.opts.RuntimeClassName)
 	}
