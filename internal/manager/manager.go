@@ -20,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/controller/admission"
 	"kiln.dev/kiln/internal/controller/trainingjob"
 	"kiln.dev/kiln/internal/render"
 )
@@ -88,6 +89,9 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			// of the others' business.
 			&corev1.Secret{}:    {Label: kilnOnly},
 			&corev1.ConfigMap{}: {Label: kilnOnly},
+			// Admission pins Kiln's pods and notices them finish; other pods are
+			// read live when a pass needs them.
+			&corev1.Pod{}: {Label: kilnOnly},
 		}},
 	})
 	if err != nil {
@@ -101,6 +105,18 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the TrainingJob controller: %w", err)
+	}
+	err = (&admission.Admitter{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("kiln-admission"),
+	}).SetupWithManager(mgr)
+	if err != nil {
+		return nil, fmt.Errorf("setting up gang admission: %w", err)
+	}
+	err = (&admission.Pinner{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr)
+	if err != nil {
+		return nil, fmt.Errorf("setting up pod pinning: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err

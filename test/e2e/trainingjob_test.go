@@ -198,7 +198,10 @@ func TestTrainingJobCPUSingleProcessSucceeds(t *testing.T) {
 	if s.ObservedGeneration != got.Generation {
 		t.Errorf("observedGeneration %d, want %d", s.ObservedGeneration, got.Generation)
 	}
-	wantCondition(t, got, v1alpha1.TrainingJobAdmitted, metav1.ConditionTrue, v1alpha1.ReasonShapeChosen)
+	// A CPU job tolerates no GPU taint, so the CPU node is the only one it may run on.
+	if admitted := wantCondition(t, got, v1alpha1.TrainingJobAdmitted, metav1.ConditionTrue, v1alpha1.ReasonPlaced); !strings.Contains(admitted.Message, "rank 0 on cpu-0") {
+		t.Errorf("Admitted message %q does not name the node", admitted.Message)
+	}
 	wantCondition(t, got, v1alpha1.TrainingJobSucceeded, metav1.ConditionTrue, v1alpha1.ReasonCompleted)
 
 	job := &batchv1.Job{}

@@ -93,7 +93,9 @@ func shapeOf(s *v1alpha1.ShapeStatus) placement.Shape {
 // change to a mutable field of the spec applies from the next attempt. It returns
 // a nil Job when the spec cannot be rendered, having said why in status.
 func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJob) (*batchv1.Job, error) {
-	opts := render.Options{OwnerReferences: true}
+	// Without a queue, Kiln admits the gang itself and pins its pods, which wait
+	// on the placement gate until then.
+	opts := render.Options{OwnerReferences: true, PlacementGate: tj.Spec.QueueName == ""}
 	if tj.Spec.Framework == v1alpha1.FrameworkMPI {
 		// Passing the stored key back keeps it from being rotated under running workers.
 		secret := &corev1.Secret{}
@@ -110,11 +112,10 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonRenderFailed, err.Error())
 		return nil, nil
 	}
-	if tj.Spec.QueueName != "" {
-		// Kueue admits a queued Job by un-suspending it; created running, it
-		// would start before any quota was checked.
-		objs.Job.Spec.Suspend = ptr.To(true)
-	}
+	// Every attempt starts suspended, so no worker starts before all of them
+	// fit: Kiln's admission releases the Job (see package admission), or
+	// Kueue's when the job names a queue.
+	objs.Job.Spec.Suspend = ptr.To(true)
 	for _, obj := range objs.List() {
 		if err := r.createIfAbsent(ctx, obj); err != nil {
 			return nil, err
@@ -177,20 +178,21 @@ func (r *Reconciler) deleteEarlierAttempts(ctx context.Context, tj *v1alpha1.Tra
 	return nil
 }
 
-// syncSuspend passes spec.suspend to the Job. Resuming a queued job is Kueue's
-// call: it un-suspends the Job when it admits it, and suspends it again to
-// preempt it.
+// syncSuspend suspends the Job when spec.suspend asks. It never resumes one:
+// the admission that released the Job releases it again once the whole gang
+// fits (Kiln's, or Kueue's with a queue, which also suspends to preempt). The
+// placement goes in the same write: a suspended gang holds no capacity, and
+// its next admission chooses nodes afresh.
 func (r *Reconciler) syncSuspend(ctx context.Context, tj *v1alpha1.TrainingJob, job *batchv1.Job) error {
-	want := ptr.Deref(tj.Spec.Suspend, false)
-	have := ptr.Deref(job.Spec.Suspend, false)
-	if want == have || jobFinished(job) || (!want && tj.Spec.QueueName != "") {
+	if !ptr.Deref(tj.Spec.Suspend, false) || ptr.Deref(job.Spec.Suspend, false) || jobFinished(job) {
 		return nil
 	}
 	before := job.DeepCopy()
-	job.Spec.Suspend = ptr.To(want)
+	job.Spec.Suspend = ptr.To(true)
+	delete(job.Annotations, v1alpha1.AnnotationPlacement)
 	if err := r.Client.Patch(ctx, job, client.MergeFrom(before)); err != nil {
-		return fmt.Errorf("setting suspend=%t on Job %s: %w", want, job.Name, err)
+		return fmt.Errorf("suspending Job %s: %w", job.Name, err)
 	}
-	ctrl.LoggerFrom(ctx).Info("set the Job's suspend", "job", job.Name, "suspend", want)
+	ctrl.LoggerFrom(ctx).Info("suspended the Job", "job", job.Name)
 	return nil
 }

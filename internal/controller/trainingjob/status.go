@@ -3,6 +3,7 @@ package trainingjob
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/placement"
 	"kiln.dev/kiln/internal/render"
 )
 
@@ -36,29 +38,41 @@ func (r *Reconciler) observe(ctx context.Context, tj *v1alpha1.TrainingJob, job 
 	case failed != nil:
 		return r.fail(ctx, tj, job, failed)
 	case ptr.Deref(job.Spec.Suspend, false):
-		r.suspended(tj)
+		r.suspended(tj, job)
 	default:
-		r.running(tj)
+		r.running(tj, job)
 	}
 	return nil
 }
 
-// admit records that the gang may run: it has a shape and, when queued, Kueue
-// let its Job start.
-func (r *Reconciler) admit(tj *v1alpha1.TrainingJob) {
+// admit records that the gang was let start: by Kiln, on the nodes of the
+// Job's placement, or by Kueue, when queued.
+func (r *Reconciler) admit(tj *v1alpha1.TrainingJob, job *batchv1.Job) {
 	shape := tj.Status.Shape
 	msg := fmt.Sprintf("shape %s: %s", shape.Summary, shape.Reason)
-	reason := v1alpha1.ReasonShapeChosen
+	reason := v1alpha1.ReasonShapeChosen // a Job running without Kiln's placement, made before Kiln admitted gangs
 	if q := tj.Spec.QueueName; q != "" {
 		reason = v1alpha1.ReasonAdmittedByQueue
 		msg = fmt.Sprintf("admitted by Kueue from LocalQueue %s; %s", q, msg)
+	} else if nodes := placement.DecodePlacement(job.Annotations[v1alpha1.AnnotationPlacement]); len(nodes) > 0 {
+		reason = v1alpha1.ReasonPlaced
+		msg = fmt.Sprintf("placed %s; %s", describePlacement(nodes), msg)
 	}
 	r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionTrue, reason, msg)
 }
 
-func (r *Reconciler) running(tj *v1alpha1.TrainingJob) {
+// describePlacement says where each rank runs: "rank 0 on a100-0, rank 1 on a100-1".
+func describePlacement(nodes []string) string {
+	parts := make([]string, len(nodes))
+	for i, n := range nodes {
+		parts[i] = fmt.Sprintf("rank %d on %s", i, n)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (r *Reconciler) running(tj *v1alpha1.TrainingJob, job *batchv1.Job) {
 	s := &tj.Status
-	r.admit(tj)
+	r.admit(tj, job)
 	r.clearCondition(tj, v1alpha1.TrainingJobSuspended, v1alpha1.ReasonResumed, "the workers run again")
 	attempt := s.Restarts + 1
 	switch {
@@ -74,26 +88,45 @@ func (r *Reconciler) running(tj *v1alpha1.TrainingJob) {
 	}
 }
 
-func (r *Reconciler) suspended(tj *v1alpha1.TrainingJob) {
+// suspended explains what holds a suspended Job: spec.suspend, Kueue, or
+// Kiln's admission, whose latest decision is on the Job (package admission).
+func (r *Reconciler) suspended(tj *v1alpha1.TrainingJob, job *batchv1.Job) {
 	if ptr.Deref(tj.Spec.Suspend, false) {
-		if tj.Spec.QueueName == "" {
-			r.admit(tj)
-		}
 		msg := "spec.suspend is true, so no worker runs; set it to false to resume"
+		// A suspended gang holds no nodes; resuming admits it again.
+		r.clearCondition(tj, v1alpha1.TrainingJobAdmitted, v1alpha1.ReasonSuspendedBySpec, msg)
 		r.setCondition(tj, v1alpha1.TrainingJobSuspended, metav1.ConditionTrue, v1alpha1.ReasonSuspendedBySpec, msg)
 		r.clearCondition(tj, v1alpha1.TrainingJobRunning, v1alpha1.ReasonSuspendedBySpec, msg)
 		return
 	}
-	// Only a queue holds a Job that spec.suspend does not (syncSuspend saw to that).
-	msg := fmt.Sprintf("waiting for Kueue to admit the job from LocalQueue %s", tj.Spec.QueueName)
-	r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonWaitingForQueue, msg)
-	r.setCondition(tj, v1alpha1.TrainingJobSuspended, metav1.ConditionTrue, v1alpha1.ReasonWaitingForQueue, msg)
-	r.clearCondition(tj, v1alpha1.TrainingJobRunning, v1alpha1.ReasonWaitingForQueue, msg)
+	if q := tj.Spec.QueueName; q != "" {
+		msg := fmt.Sprintf("waiting for Kueue to admit the job from LocalQueue %s", q)
+		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonWaitingForQueue, msg)
+		r.setCondition(tj, v1alpha1.TrainingJobSuspended, metav1.ConditionTrue, v1alpha1.ReasonWaitingForQueue, msg)
+		r.clearCondition(tj, v1alpha1.TrainingJobRunning, v1alpha1.ReasonWaitingForQueue, msg)
+		return
+	}
+	why := job.Annotations[v1alpha1.AnnotationAdmissionMessage]
+	switch job.Annotations[v1alpha1.AnnotationAdmission] {
+	case string(placement.Waiting):
+		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonWaitingForCapacity, why)
+		r.setCondition(tj, v1alpha1.TrainingJobSuspended, metav1.ConditionTrue, v1alpha1.ReasonWaitingForCapacity, why)
+		r.clearCondition(tj, v1alpha1.TrainingJobRunning, v1alpha1.ReasonWaitingForCapacity, why)
+	case string(placement.Refused):
+		// Not a hold that lifts by itself, so not Suspended: the job cannot run
+		// on the cluster's nodes as they are.
+		msg := fmt.Sprintf("refused: %s; Kiln looks again when nodes change", why)
+		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonRefused, msg)
+		r.clearCondition(tj, v1alpha1.TrainingJobSuspended, v1alpha1.ReasonRefused, msg)
+		r.clearCondition(tj, v1alpha1.TrainingJobRunning, v1alpha1.ReasonRefused, msg)
+	}
+	// No decision yet: the first admission pass comes at once, and most jobs
+	// start then, so nothing is said until it has spoken.
 }
 
 func (r *Reconciler) succeed(tj *v1alpha1.TrainingJob, job *batchv1.Job) {
 	s := &tj.Status
-	r.admit(tj)
+	r.admit(tj, job)
 	msg := fmt.Sprintf("all %d workers of attempt %d finished", s.Shape.Nodes, s.Restarts+1)
 	if tj.Spec.Framework == v1alpha1.FrameworkMPI {
 		msg = fmt.Sprintf("the launcher (worker 0) of attempt %d finished", s.Restarts+1)
@@ -112,7 +145,7 @@ func (r *Reconciler) succeed(tj *v1alpha1.TrainingJob, job *batchv1.Job) {
 // next reconcile (see deleteEarlierAttempts), once the new attempt is stored.
 func (r *Reconciler) fail(ctx context.Context, tj *v1alpha1.TrainingJob, job *batchv1.Job, cond *batchv1.JobCondition) error {
 	s := &tj.Status
-	r.admit(tj)
+	r.admit(tj, job)
 	maxRestarts := ptr.Deref(tj.Spec.Restart.MaxRestarts, v1alpha1.DefaultMaxRestarts)
 	attempt := fmt.Sprintf("attempt %d of %d", s.Restarts+1, maxRestarts+1)
 
@@ -229,7 +262,8 @@ func stateOf(conds []metav1.Condition) v1alpha1.TrainingJobState {
 	case isTrue(v1alpha1.TrainingJobSucceeded):
 		return v1alpha1.StateSucceeded
 	case isTrue(v1alpha1.TrainingJobSuspended):
-		if c := apimeta.FindStatusCondition(conds, v1alpha1.TrainingJobSuspended); c.Reason == v1alpha1.ReasonWaitingForQueue {
+		switch apimeta.FindStatusCondition(conds, v1alpha1.TrainingJobSuspended).Reason {
+		case v1alpha1.ReasonWaitingForQueue, v1alpha1.ReasonWaitingForCapacity:
 			return v1alpha1.StateQueued
 		}
 		return v1alpha1.StateSuspended
@@ -247,11 +281,13 @@ const maxEventNote = 1024
 // recordTransitions emits an Event for each condition that changed: on becoming
 // true, and for Admitted and Suspended, whose false is news too (no fitting
 // shape, waiting for a queue, resumed). Running or Restarting turning false
-// always comes with another condition's Event.
+// always comes with another condition's Event. A waiting job's reason follows
+// the cluster as other jobs come and go; only its start is news.
 func (r *Reconciler) recordTransitions(tj *v1alpha1.TrainingJob, before []metav1.Condition) {
 	for _, c := range tj.Status.Conditions {
 		old := apimeta.FindStatusCondition(before, c.Type)
-		if old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
+		if old != nil && old.Status == c.Status && old.Reason == c.Reason &&
+			(old.Message == c.Message || c.Reason == v1alpha1.ReasonWaitingForCapacity) {
 			continue
 		}
 		if c.Status != metav1.ConditionTrue && c.Type != v1alpha1.TrainingJobAdmitted && c.Type != v1alpha1.TrainingJobSuspended {
@@ -277,7 +313,7 @@ func warns(c metav1.Condition) bool {
 	case v1alpha1.TrainingJobFailed, v1alpha1.TrainingJobRestarting:
 		return c.Status == metav1.ConditionTrue
 	case v1alpha1.TrainingJobAdmitted:
-		return c.Reason == v1alpha1.ReasonNoFittingShape || c.Reason == v1alpha1.ReasonRenderFailed
+		return c.Reason == v1alpha1.ReasonNoFittingShape || c.Reason == v1alpha1.ReasonRenderFailed || c.Reason == v1alpha1.ReasonRefused
 	}
 	return false
 }

@@ -42,6 +42,14 @@ func TestStateOf(t *testing.T) {
 			cond(v1alpha1.TrainingJobAdmitted, no, v1alpha1.ReasonWaitingForQueue),
 			cond(v1alpha1.TrainingJobSuspended, yes, v1alpha1.ReasonWaitingForQueue),
 		}, want: v1alpha1.StateQueued},
+		{name: "waiting for capacity", conds: []metav1.Condition{
+			cond(v1alpha1.TrainingJobAdmitted, no, v1alpha1.ReasonWaitingForCapacity),
+			cond(v1alpha1.TrainingJobSuspended, yes, v1alpha1.ReasonWaitingForCapacity),
+		}, want: v1alpha1.StateQueued},
+		{name: "refused", conds: []metav1.Condition{
+			cond(v1alpha1.TrainingJobAdmitted, no, v1alpha1.ReasonRefused),
+			cond(v1alpha1.TrainingJobSuspended, no, v1alpha1.ReasonRefused),
+		}, want: v1alpha1.StatePending},
 		{name: "resumed", conds: []metav1.Condition{
 			cond(v1alpha1.TrainingJobSuspended, no, v1alpha1.ReasonResumed),
 			cond(v1alpha1.TrainingJobRunning, yes, v1alpha1.ReasonAllWorkersRunning),
@@ -98,6 +106,16 @@ func TestRecordTransitions(t *testing.T) {
 				withMsg(cond(v1alpha1.TrainingJobSucceeded, yes, v1alpha1.ReasonCompleted), "done"),
 			},
 			want: []string{"Normal Completed done"},
+		},
+		{
+			name:   "a waiting job's changing reason is no news",
+			before: []metav1.Condition{withMsg(cond(v1alpha1.TrainingJobAdmitted, no, v1alpha1.ReasonWaitingForCapacity), "largest free block is 4")},
+			after:  []metav1.Condition{withMsg(cond(v1alpha1.TrainingJobAdmitted, no, v1alpha1.ReasonWaitingForCapacity), "largest free block is 0")},
+		},
+		{
+			name:  "a refusal warns",
+			after: []metav1.Condition{withMsg(cond(v1alpha1.TrainingJobAdmitted, no, v1alpha1.ReasonRefused), "refused: too big")},
+			want:  []string{"Warning Refused refused: too big"},
 		},
 		{
 			name:   "resuming is news",

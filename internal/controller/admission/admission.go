@@ -1,0 +1,452 @@
+// Package admission starts TrainingJobs' gangs whole or not at all, without
+// Kueue. Every attempt's Job is created suspended with its pods gated (see
+// render.Options.PlacementGate). An admission pass decides Kiln's whole queue
+// at once with placement.Admit, against the free capacity of the cluster; for
+// a gang that fits it writes the chosen nodes into the Job's placement
+// annotation and un-suspends the Job in the same patch. The pinner then pins
+// each pod, as the Job controller creates it, to its index's node and lifts
+// the gate, so the scheduler cannot spread the gang.
+//
+// Nothing lives in memory between passes. A pass rebuilds the picture from
+// the API server: nodes, bound pods, and the gangs held, which are the
+// running Jobs with a placement annotation, whether or not their pods exist
+// yet. A manager that dies before the patch leaves the Job suspended and
+// queued; after it, the Job is held and its pods get pinned from the
+// annotation. Either way nothing is booked twice or lost.
+//
+// Jobs of TrainingJobs with a queueName are left to Kueue.
+package admission
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/placement"
+	"kiln.dev/kiln/internal/render"
+)
+
+// waitingRetry is how often a pass runs while gangs wait. Kiln's own Jobs and
+// pods wake it as they finish; pods of other workloads are not watched (there
+// may be many), and this is how their freed capacity is found.
+const waitingRetry = 15 * time.Second
+
+// Admitter runs admission passes.
+type Admitter struct {
+	// Client reads TrainingJobs, Nodes and PriorityClasses from the cache and
+	// writes Jobs.
+	Client client.Client
+	// APIReader reads Jobs and Pods live: a pass must see the placements the
+	// previous pass wrote, or it could book their capacity again.
+	APIReader client.Reader
+	// Recorder emits Events on TrainingJobs.
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;patch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
+// +kubebuilder:rbac:groups=scheduling.k8s.io,resources=priorityclasses,verbs=list;watch
+// +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// passRequest is the one request every event maps to: a pass decides the
+// whole queue, so one runs at a time and a burst of events makes one pass.
+func passRequest(context.Context, client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: "admission-pass"}}}
+}
+
+// SetupWithManager runs a pass whenever capacity or the queue may have
+// changed: a Kiln Job created, released, suspended, finished or deleted; a
+// TrainingJob's spec changed (suspend) or the TrainingJob deleted; a Kiln pod
+// gone or finished; a node added, removed or changed in what it offers.
+func (a *Admitter) SetupWithManager(mgr ctrl.Manager) error {
+	toPass := handler.EnqueueRequestsFromMapFunc(passRequest)
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("admission").
+		// One key is never worked on twice at once anyway; said here so that no
+		// manager-wide setting can make two passes overlap.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Watches(&batchv1.Job{}, toPass, builder.WithPredicates(kilnOnly(), jobChanged())).
+		Watches(&v1alpha1.TrainingJob{}, toPass, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Pod{}, toPass, builder.WithPredicates(kilnOnly(), podFreed())).
+		Watches(&corev1.Node{}, toPass, builder.WithPredicates(nodeChanged())).
+		Complete(a)
+}
+
+func kilnOnly() predicate.Predicate {
+	return predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[render.LabelManagedBy] == render.ManagedBy
+	})
+}
+
+func jobChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*batchv1.Job), e.ObjectNew.(*batchv1.Job)
+		return suspended(o) != suspended(n) || finished(o) != finished(n) ||
+			o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
+	}}
+}
+
+func podFreed() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc: func(event.CreateEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return !podDone(e.ObjectOld.(*corev1.Pod)) && podDone(e.ObjectNew.(*corev1.Pod))
+		},
+	}
+}
+
+func nodeChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
+		// Not the heartbeats in status, which change all the time.
+		return o.Spec.Unschedulable != n.Spec.Unschedulable ||
+			!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) ||
+			!equality.Semantic.DeepEqual(o.Labels, n.Labels) ||
+			!equality.Semantic.DeepEqual(o.Status.Allocatable, n.Status.Allocatable)
+	}}
+}
+
+// gang is one attempt's Job as admission sees it.
+type gang struct {
+	job      *batchv1.Job
+	tj       *v1alpha1.TrainingJob
+	gpu      corev1.ResourceName
+	priority int32
+	nodes    []string // the placement, when held
+}
+
+func (g *gang) id() string { return g.job.Namespace + "/" + g.job.Name }
+
+// pods are the gang's members, counting GPUs of the given resource: pods of
+// another GPU kind still take CPU and memory.
+func (g *gang) pods(gpu corev1.ResourceName) []placement.Pod {
+	pod := placement.PodFromSpec(&g.job.Spec.Template.Spec, gpu)
+	pods := make([]placement.Pod, ptr.Deref(g.job.Spec.Completions, 1))
+	for i := range pods {
+		pods[i] = pod
+	}
+	return pods
+}
+
+// world is what one pass sees.
+type world struct {
+	nodes  []corev1.Node
+	pods   []corev1.Pod // bound and unfinished
+	held   []*gang
+	queued []*gang
+	lost   []lostGang
+}
+
+// lostGang is a held gang whose placement names a node that is gone: its
+// pinned pods could never start there.
+type lostGang struct {
+	*gang
+	why string
+}
+
+// Reconcile runs one admission pass.
+func (a *Admitter) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	w, err := a.observe(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var errs []error
+	for _, l := range w.lost {
+		errs = append(errs, a.requeue(ctx, l))
+	}
+	held, waiting := w.held, false
+	// One pass per GPU resource in the queue, each counting its own kind of
+	// GPU; gangs admitted by one count, with their CPU and memory, in the next.
+	for _, gpu := range gpuResources(w.queued) {
+		c, err := w.snapshot(gpu, held).Cluster()
+		if err != nil {
+			// Pods on nodes not seen yet, say: they are left out, as those nodes are.
+			log.V(1).Info("capacity picture is partial", "reason", err.Error())
+		}
+		queue, byID := w.queue(gpu)
+		for _, d := range placement.Admit(c, queue, nil) {
+			g := byID[d.Gang]
+			if d.State != placement.Admitted {
+				waiting = waiting || d.State == placement.Waiting
+				errs = append(errs, a.record(ctx, g, d))
+				continue
+			}
+			if err := a.release(ctx, g, d.Nodes); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			g.nodes = d.Nodes
+			held = append(held, g)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ctrl.Result{}, err
+	}
+	if waiting {
+		return ctrl.Result{RequeueAfter: waitingRetry}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// observe reads the cluster and sorts Kiln's Jobs into held and queued gangs.
+func (a *Admitter) observe(ctx context.Context) (*world, error) {
+	var jobs batchv1.JobList
+	if err := a.APIReader.List(ctx, &jobs, client.MatchingLabels{render.LabelManagedBy: render.ManagedBy}); err != nil {
+		return nil, fmt.Errorf("listing Jobs: %w", err)
+	}
+	var pods corev1.PodList
+	bound := fields.ParseSelectorOrDie("spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed")
+	if err := a.APIReader.List(ctx, &pods, client.MatchingFieldsSelector{Selector: bound}); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	var nodes corev1.NodeList
+	if err := a.Client.List(ctx, &nodes); err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	var tjs v1alpha1.TrainingJobList
+	if err := a.Client.List(ctx, &tjs); err != nil {
+		return nil, fmt.Errorf("listing TrainingJobs: %w", err)
+	}
+	var classes schedulingv1.PriorityClassList
+	if err := a.Client.List(ctx, &classes); err != nil {
+		return nil, fmt.Errorf("listing PriorityClasses: %w", err)
+	}
+
+	owners := make(map[types.UID]*v1alpha1.TrainingJob, len(tjs.Items))
+	for i := range tjs.Items {
+		owners[tjs.Items[i].UID] = &tjs.Items[i]
+	}
+	present := make(map[string]bool, len(nodes.Items))
+	for _, n := range nodes.Items {
+		present[n.Name] = true
+	}
+	priority := priorities(classes.Items)
+	w := &world{nodes: nodes.Items, pods: pods.Items}
+	for i := range jobs.Items {
+		job := &jobs.Items[i]
+		ref := metav1.GetControllerOf(job)
+		if ref == nil || ref.Kind != "TrainingJob" || owners[ref.UID] == nil ||
+			job.Labels[render.LabelQueueName] != "" || finished(job) || !job.DeletionTimestamp.IsZero() {
+			// Not Kiln's to admit, or it holds nothing any more; its pods,
+			// while they last, count as any other workload's.
+			continue
+		}
+		tj := owners[ref.UID]
+		g := &gang{job: job, tj: tj, gpu: gpuResource(tj), priority: priority(job.Spec.Template.Spec.PriorityClassName)}
+		switch {
+		case !suspended(job) && job.Annotations[v1alpha1.AnnotationPlacement] != "":
+			g.nodes = placement.DecodePlacement(job.Annotations[v1alpha1.AnnotationPlacement])
+			if why := lostBecause(g, present); why != "" {
+				w.lost = append(w.lost, lostGang{g, why})
+				continue
+			}
+			w.held = append(w.held, g)
+		case suspended(job) && gated(&job.Spec.Template.Spec) && !ptr.Deref(tj.Spec.Suspend, false) && tj.DeletionTimestamp.IsZero():
+			w.queued = append(w.queued, g)
+		}
+	}
+	return w, nil
+}
+
+func lostBecause(g *gang, present map[string]bool) string {
+	if want := int(ptr.Deref(g.job.Spec.Completions, 1)); len(g.nodes) != want {
+		return fmt.Sprintf("its placement names %d nodes for %d workers", len(g.nodes), want)
+	}
+	for i, n := range g.nodes {
+		if !present[n] {
+			return fmt.Sprintf("node %s of worker %d is gone", n, i)
+		}
+	}
+	return ""
+}
+
+// priorities maps a PriorityClass name to its value, as the Priority
+// admission plugin will set it on the pods.
+func priorities(classes []schedulingv1.PriorityClass) func(string) int32 {
+	value := make(map[string]int32, len(classes))
+	var global int32
+	for _, c := range classes {
+		value[c.Name] = c.Value
+		if c.GlobalDefault {
+			global = c.Value
+		}
+	}
+	return func(name string) int32 {
+		if name == "" {
+			return global
+		}
+		return value[name]
+	}
+}
+
+func gpuResources(gangs []*gang) []corev1.ResourceName {
+	var out []corev1.ResourceName
+	for _, g := range gangs {
+		if !slices.Contains(out, g.gpu) {
+			out = append(out, g.gpu)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (w *world) snapshot(gpu corev1.ResourceName, held []*gang) placement.Snapshot {
+	s := placement.Snapshot{Nodes: w.nodes, Pods: w.pods, GangOf: gangOf(held), GPUResource: gpu}
+	for _, g := range held {
+		s.Held = append(s.Held, placement.Held{Gang: g.id(), Pods: g.pods(gpu), Nodes: g.nodes})
+	}
+	return s
+}
+
+func (w *world) queue(gpu corev1.ResourceName) ([]placement.Gang, map[string]*gang) {
+	var queue []placement.Gang
+	byID := map[string]*gang{}
+	for _, g := range w.queued {
+		if g.gpu != gpu {
+			continue
+		}
+		// The TrainingJob's arrival, not the attempt's: a restarted gang keeps
+		// its place in line.
+		queue = append(queue, placement.Gang{ID: g.id(), Priority: g.priority, Arrival: g.tj.CreationTimestamp.Time, Pods: g.pods(gpu)})
+		byID[g.id()] = g
+	}
+	return queue, byID
+}
+
+// gangOf counts a pod through its gang's hold only when it is where the
+// placement puts it. Any other pod of the Job (left over from an earlier
+// admission, say) takes capacity of its own while it lasts.
+func gangOf(held []*gang) func(*corev1.Pod) string {
+	byID := make(map[string]*gang, len(held))
+	for _, g := range held {
+		byID[g.id()] = g
+	}
+	return func(p *corev1.Pod) string {
+		g := byID[p.Namespace+"/"+p.Labels[batchv1.JobNameLabel]]
+		if g == nil || p.Labels[batchv1.ControllerUidLabel] != string(g.job.UID) {
+			return ""
+		}
+		i, ok := completionIndex(p)
+		if !ok || i >= len(g.nodes) || g.nodes[i] != p.Spec.NodeName {
+			return ""
+		}
+		return g.id()
+	}
+}
+
+// release records the placement and un-suspends the Job in one write, so the
+// Job is either queued or held, never in between. The optimistic lock makes a
+// pass working from an outdated Job fail rather than act on it.
+func (a *Admitter) release(ctx context.Context, g *gang, nodes []string) error {
+	job := g.job
+	before := job.DeepCopy()
+	if job.Annotations == nil {
+		job.Annotations = map[string]string{}
+	}
+	job.Annotations[v1alpha1.AnnotationPlacement] = placement.EncodePlacement(nodes)
+	delete(job.Annotations, v1alpha1.AnnotationAdmission)
+	delete(job.Annotations, v1alpha1.AnnotationAdmissionMessage)
+	job.Spec.Suspend = ptr.To(false)
+	if err := a.Client.Patch(ctx, job, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("releasing Job %s: %w", g.id(), err)
+	}
+	ctrl.LoggerFrom(ctx).Info("admitted gang", "job", g.id(), "nodes", nodes)
+	return nil
+}
+
+// record writes why a gang waits or is refused onto its Job, where the
+// TrainingJob controller turns it into the Admitted condition. Only changes
+// are written.
+func (a *Admitter) record(ctx context.Context, g *gang, d placement.Decision) error {
+	job := g.job
+	if job.Annotations[v1alpha1.AnnotationAdmission] == string(d.State) && job.Annotations[v1alpha1.AnnotationAdmissionMessage] == d.Reason {
+		return nil
+	}
+	before := job.DeepCopy()
+	if job.Annotations == nil {
+		job.Annotations = map[string]string{}
+	}
+	job.Annotations[v1alpha1.AnnotationAdmission] = string(d.State)
+	job.Annotations[v1alpha1.AnnotationAdmissionMessage] = d.Reason
+	if err := a.Client.Patch(ctx, job, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("recording the admission decision on Job %s: %w", g.id(), err)
+	}
+	return nil
+}
+
+// requeue puts a lost gang back in the queue: suspending the Job stops its
+// pods, and dropping the placement lets the next pass choose nodes afresh.
+func (a *Admitter) requeue(ctx context.Context, l lostGang) error {
+	job := l.job
+	before := job.DeepCopy()
+	delete(job.Annotations, v1alpha1.AnnotationPlacement)
+	job.Spec.Suspend = ptr.To(true)
+	if err := a.Client.Patch(ctx, job, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("returning Job %s to the queue: %w", l.id(), err)
+	}
+	ctrl.LoggerFrom(ctx).Info("returned gang to the queue", "job", l.id(), "reason", l.why)
+	a.Recorder.Eventf(l.tj, job, corev1.EventTypeWarning, "PlacementLost", "Requeue",
+		"%s; Job %s returns to the admission queue", l.why, job.Name)
+	return nil
+}
+
+func gpuResource(tj *v1alpha1.TrainingJob) corev1.ResourceName {
+	if g := tj.Spec.Resources.GPUResource; g != "" {
+		return corev1.ResourceName(g)
+	}
+	return v1alpha1.DefaultGPUResource
+}
+
+func suspended(job *batchv1.Job) bool { return ptr.Deref(job.Spec.Suspend, false) }
+
+// finished Jobs hold nothing: their pods are done, or being stopped and
+// counted as they are.
+func finished(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		switch c.Type {
+		case batchv1.JobComplete, batchv1.JobFailed, batchv1.JobFailureTarget, batchv1.JobSuccessCriteriaMet:
+			if c.Status == corev1.ConditionTrue {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func podDone(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}
+
+func gated(spec *corev1.PodSpec) bool {
+	return slices.ContainsFunc(spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == v1alpha1.PlacementGate })
+}
+
+func completionIndex(p *corev1.Pod) (int, bool) {
+	i, err := strconv.Atoi(p.Annotations[batchv1.JobCompletionIndexAnnotation])
+	return i, err == nil && i >= 0
+}

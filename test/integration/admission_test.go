@@ -1,0 +1,273 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/controller/admission"
+	"kiln.dev/kiln/internal/manager"
+	"kiln.dev/kiln/internal/placement"
+	"kiln.dev/kiln/internal/render"
+)
+
+// env is one test's view of the API server: a direct client (no cache, so
+// every pass reads what is stored) and a namespace.
+type env struct {
+	t  *testing.T
+	c  client.Client
+	cs *kubernetes.Clientset
+	ns string
+}
+
+func newEnv(t *testing.T) *env {
+	scheme, err := manager.Scheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(plane.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(plane.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "admission-"}}
+	if err := c.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, c: c, cs: cs, ns: ns.Name}
+}
+
+func (e *env) addNode(name string, gpus int64) {
+	e.t.Helper()
+	capacity := corev1.ResourceList{
+		"nvidia.com/gpu":      *resource.NewQuantity(gpus, resource.DecimalSI),
+		corev1.ResourceCPU:    resource.MustParse("96"),
+		corev1.ResourceMemory: resource.MustParse("1Ti"),
+		corev1.ResourcePods:   resource.MustParse("110"),
+	}
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Status:     corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
+	}
+	if err := e.c.Create(context.Background(), n); err != nil {
+		e.t.Fatal(err)
+	}
+	// The API server taints new nodes not-ready; with no kubelet and no node
+	// controller here, the test says they are ready by lifting it.
+	n.Spec.Taints = nil
+	if err := e.c.Update(context.Background(), n); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = e.c.Delete(context.Background(), n) })
+}
+
+// gang creates a TrainingJob and its first attempt's Job exactly as the
+// TrainingJob controller does: rendered, gated, suspended.
+func (e *env) gang(name string, pods, gpusEach int32) *batchv1.Job {
+	e.t.Helper()
+	ctx := context.Background()
+	tj := &v1alpha1.TrainingJob{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
+		Spec: v1alpha1.TrainingJobSpec{
+			Image:     "python:3.12-slim",
+			Resources: v1alpha1.TrainingResources{GPUs: pods * gpusEach},
+		},
+	}
+	if err := e.c.Create(ctx, tj); err != nil {
+		e.t.Fatal(err)
+	}
+	shape := placement.Shape{Nodes: pods, ProcessesPerNode: gpusEach, GPUsPerNode: gpusEach}
+	objs, err := render.TrainingJob(tj, shape, render.Options{OwnerReferences: true, PlacementGate: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	objs.Job.Spec.Suspend = ptr.To(true)
+	if err := e.c.Create(ctx, objs.Job); err != nil {
+		e.t.Fatal(err)
+	}
+	return objs.Job
+}
+
+// pass runs one admission pass as a freshly started manager would: a new
+// Admitter that knows nothing but what the API server holds.
+func (e *env) pass() *events.FakeRecorder {
+	e.t.Helper()
+	rec := events.NewFakeRecorder(10)
+	a := &admission.Admitter{Client: e.c, APIReader: e.c, Recorder: rec}
+	if _, err := a.Reconcile(context.Background(), ctrl.Request{}); err != nil {
+		e.t.Fatalf("admission pass: %v", err)
+	}
+	return rec
+}
+
+func (e *env) job(name string) *batchv1.Job {
+	e.t.Helper()
+	j := &batchv1.Job{}
+	if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: name}, j); err != nil {
+		e.t.Fatal(err)
+	}
+	return j
+}
+
+// wantReleased checks that the Job runs on nodes, and returns it.
+func (e *env) wantReleased(name string, nodes ...string) *batchv1.Job {
+	e.t.Helper()
+	j := e.job(name)
+	got := placement.DecodePlacement(j.Annotations[v1alpha1.AnnotationPlacement])
+	if ptr.Deref(j.Spec.Suspend, false) || !cmp.Equal(got, nodes) {
+		e.t.Fatalf("Job %s: suspend %v, placement %v (annotations %v); want released onto %v", name, ptr.Deref(j.Spec.Suspend, false), got, j.Annotations, nodes)
+	}
+	return j
+}
+
+// wantHeld checks that the Job is still suspended, with no placement, and
+// that Kiln's latest decision about it is state, with a message containing msg.
+func (e *env) wantHeld(name string, state placement.State, msg string) {
+	e.t.Helper()
+	j := e.job(name)
+	a := j.Annotations
+	if !ptr.Deref(j.Spec.Suspend, false) || a[v1alpha1.AnnotationPlacement] != "" ||
+		a[v1alpha1.AnnotationAdmission] != string(state) || !strings.Contains(a[v1alpha1.AnnotationAdmissionMessage], msg) {
+		e.t.Fatalf("Job %s: suspend %v, annotations %v; want suspended, %s: %q", name, j.Spec.Suspend, a, state, msg)
+	}
+}
+
+// podOf creates index i's pod as the Job controller would: from the template,
+// gated, owned by the Job.
+func (e *env) podOf(job *batchv1.Job, i int) *corev1.Pod {
+	e.t.Helper()
+	tmpl := job.Spec.Template.DeepCopy()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            fmt.Sprintf("%s-%d", job.Name, i),
+			Namespace:       e.ns,
+			Labels:          tmpl.Labels,
+			Annotations:     map[string]string{batchv1.JobCompletionIndexAnnotation: fmt.Sprint(i)},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
+		},
+		Spec: tmpl.Spec,
+	}
+	p.Labels[batchv1.JobNameLabel] = job.Name
+	p.Labels[batchv1.ControllerUidLabel] = string(job.UID)
+	if err := e.c.Create(context.Background(), p); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// run binds the pod to its node and marks it running, as the scheduler and
+// kubelet would.
+func (e *env) run(p *corev1.Pod, node string) {
+	e.t.Helper()
+	ctx := context.Background()
+	b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}, Target: corev1.ObjectReference{Kind: "Node", Name: node}}
+	if err := e.cs.CoreV1().Pods(p.Namespace).Bind(ctx, b, metav1.CreateOptions{}); err != nil {
+		e.t.Fatalf("binding %s to %s: %v", p.Name, node, err)
+	}
+	if err := e.c.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+		e.t.Fatal(err)
+	}
+	p.Status.Phase = corev1.PodRunning
+	if err := e.c.Status().Update(ctx, p); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// Every intermediate state of admission is held still and a manager started
+// afresh looks at it: no gang is booked twice, none is lost, pods are pinned
+// from what the Job records, and freed capacity is reused.
+func TestAdmissionStateLivesInTheCluster(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.addNode("n-0", 8)
+	e.addNode("n-1", 8)
+	e.gang("a", 2, 8)
+	e.gang("b", 2, 8)
+
+	// a fits, b does not; neither holds a pod yet.
+	e.pass()
+	a := e.wantReleased("a-a0", "n-0", "n-1")
+	e.wantHeld("b-a0", placement.Waiting, "needs 2 nodes with 8 free nvidia.com/gpu; largest free block is 0")
+
+	// The manager restarts after releasing a, before any of its pods exists:
+	// a keeps its nodes, unwritten, and b is not given them.
+	e.pass()
+	if j := e.wantReleased("a-a0", "n-0", "n-1"); j.ResourceVersion != a.ResourceVersion {
+		t.Errorf("a restarted pass rewrote the held Job a-a0")
+	}
+	e.wantHeld("b-a0", placement.Waiting, "largest free block is 0")
+
+	// a's pods appear gated; a freshly started pinner pins each to its index's
+	// node and lifts the gate in the same write.
+	pods := []*corev1.Pod{e.podOf(a, 0), e.podOf(a, 1)}
+	for i, p := range pods {
+		pin := &admission.Pinner{Client: e.c, APIReader: e.c}
+		if _, err := pin.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(p)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.c.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("n-%d", i)
+		terms := p.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+		byName := corev1.NodeSelectorRequirement{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{want}}
+		if len(p.Spec.SchedulingGates) != 0 || len(terms) != 1 || !slices.ContainsFunc(terms[0].MatchFields, func(r corev1.NodeSelectorRequirement) bool { return cmp.Equal(r, byName) }) {
+			t.Fatalf("pod %s: gates %v, node affinity %+v; want ungated and pinned to %s", p.Name, p.Spec.SchedulingGates, terms, want)
+		}
+	}
+	e.run(pods[0], "n-0")
+
+	// Half of a runs: it still counts once, through its hold.
+	e.pass()
+	e.wantReleased("a-a0", "n-0", "n-1")
+	e.wantHeld("b-a0", placement.Waiting, "largest free block is 0")
+
+	// a's Job is deleted; its running pod holds its node until it is gone too.
+	if err := e.c.Delete(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	e.pass()
+	e.wantHeld("b-a0", placement.Waiting, "needs 2 nodes with 8 free nvidia.com/gpu")
+	for _, p := range pods {
+		if err := e.c.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.pass()
+	e.wantReleased("b-a0", "n-0", "n-1")
+
+	// A node of b's placement goes: b goes back in line, and with 8 GPUs left
+	// for its 16 it is refused until the node returns.
+	if err := e.c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.pass()
+	if j := e.job("b-a0"); !ptr.Deref(j.Spec.Suspend, false) || j.Annotations[v1alpha1.AnnotationPlacement] != "" {
+		t.Fatalf("b-a0 after losing a node: suspend %v, annotations %v; want suspended without placement", j.Spec.Suspend, j.Annotations)
+	}
+	if ev := <-rec.Events; !strings.Contains(ev, "PlacementLost") || !strings.Contains(ev, "node n-1 of worker 1 is gone") {
+		t.Errorf("event %q does not say which node was lost", ev)
+	}
+	e.pass()
+	e.wantHeld("b-a0", placement.Refused, "needs 16 nvidia.com/gpu in all but the nodes it may run on have 8")
+	e.addNode("n-1", 8)
+	e.pass()
+	e.wantReleased("b-a0", "n-0", "n-1")
+}
