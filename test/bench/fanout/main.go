@@ -93,8 +93,8 @@ func run(ctx context.Context, c config) error {
 	}
 	plane, err := controlplane.Start(ctx, controlplane.Options{
 		Tools: tools, Dir: filepath.Join(dir, "plane"), CRDPaths: framework.CRDPaths(), Out: os.Stderr,
-		Pools:          []controlplane.NodePool{{Name: "cpu", Count: c.nodes, MaxPods: 1000}},
-		PodRunTime:     time.Hour, // pods stay running: the benchmark measures creation, not completion
+		Pools:      []controlplane.NodePool{{Name: "cpu", Count: c.nodes, MaxPods: 1000}},
+		PodRunTime: time.Hour, // pods stay running: the benchmark measures creation, not completion
 		// One file for the whole run: the API server would otherwise rotate it at 100 MB.
 		APIServerFlags: map[string]string{"audit-policy-file": policy, "audit-log-path": auditLog, "audit-log-mode": "blocking", "audit-log-maxsize": "100000"},
 	})
