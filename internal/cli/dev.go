@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -143,12 +144,25 @@ Stop it with:
 `, s.Server, s.Pools, s.KubeConfig, s.LogDir, s.KubeConfig)
 }
 
-func ensureTools(ctx context.Context, streams genericiooptions.IOStreams) (map[string]string, error) {
+func sourceDir() (string, error) {
 	wd, err := os.Getwd()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	src, err := devtools.FindSourceDir(wd)
+	return devtools.FindSourceDir(wd)
+}
+
+// crdDir holds the CRDs of the checkout the local Kiln runs from, so its API matches its manager.
+func crdDir() (string, error) {
+	src, err := sourceDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(src, "..", "..", "config", "crd", "bases"), nil
+}
+
+func ensureTools(ctx context.Context, streams genericiooptions.IOStreams) (map[string]string, error) {
+	src, err := sourceDir()
 	if err != nil {
 		return nil, err
 	}
@@ -225,11 +239,7 @@ func newDevToolsCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			if len(names) == 0 {
 				names = append(append([]string{}, devtools.ControlPlaneTools...), "controller-gen")
 			}
-			wd, err := os.Getwd()
-			if err != nil {
-				return err
-			}
-			src, err := devtools.FindSourceDir(wd)
+			src, err := sourceDir()
 			if err != nil {
 				return err
 			}
@@ -264,7 +274,11 @@ func newDevServeCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return localkiln.Serve(ctx, localkiln.ServeOptions{Dir: dir, Tools: tools, Pools: ps, Port: port}, streams.Out)
+			crds, err := crdDir()
+			if err != nil {
+				return err
+			}
+			return localkiln.Serve(ctx, localkiln.ServeOptions{Dir: dir, Tools: tools, Pools: ps, Port: port, CRDPaths: []string{crds}}, streams.Out)
 		},
 	}
 	addDevFlags(cmd, &pools, &port, &dir)

@@ -76,6 +76,12 @@ func TestLocalKilnUpTwiceThenDownLeavesNothingBehind(t *testing.T) {
 		t.Errorf("want 3 Ready nodes:\n%s", nodes)
 	}
 
+	// The README's main job: every bundled example runs to the end on the local Kiln.
+	out, err = k.run(t, "dev", "examples")
+	if err != nil || !strings.Contains(out, "All examples succeeded") {
+		t.Fatalf("dev examples: %v\n%s", err, out)
+	}
+
 	out, err = k.run(t, "dev", "up")
 	if err != nil || !strings.Contains(out, "Kiln is already running") {
 		t.Fatalf("second dev up should be a no-op: %v\n%s", err, out)
