@@ -40,7 +40,7 @@ import (
 
 type config struct {
 	jobs, workers, nodes int
-	qps                  float64
+	qps, managerQPS      float64
 	order                string
 	timeout              time.Duration
 }
@@ -51,6 +51,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 8, "workers (pods) per job")
 	flag.IntVar(&c.nodes, "nodes", 20, "simulated CPU nodes (1000 pods each)")
 	flag.Float64Var(&c.qps, "qps", 50, "client QPS (and burst) of the benchmark's creating client, the same for both paths")
+	flag.Float64Var(&c.managerQPS, "manager-qps", 50, "kiln-manager's --kube-api-qps (burst twice that)")
 	flag.StringVar(&c.order, "order", "direct,kiln", "order of the paths; the later one runs on a cluster holding the earlier one's pods")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "give up on a path after this long")
 	flag.Parse()
@@ -192,7 +193,8 @@ func kiln(ctx context.Context, c config, plane *controlplane.Plane, auditLog, mg
 		return result{}, err
 	}
 	defer logf.Close()
-	mgr := exec.Command(mgrBin, "--kubeconfig", kcPath, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	mgr := exec.Command(mgrBin, "--kubeconfig", kcPath, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		fmt.Sprintf("--kube-api-qps=%g", c.managerQPS), fmt.Sprintf("--kube-api-burst=%d", int(2*c.managerQPS)))
 	mgr.Stdout, mgr.Stderr = logf, logf
 	if err := mgr.Start(); err != nil {
 		return result{}, err
@@ -388,7 +390,7 @@ func peakRSS(p *os.Process) int64 {
 }
 
 func report(c config, rs []result) {
-	fmt.Printf("\n%d jobs × %d workers, creating client at %.0f QPS/burst, manager at its defaults (QPS 50, burst 100, 4 reconciles at once)\n\n", c.jobs, c.workers, c.qps)
+	fmt.Printf("\n%d jobs × %d workers, creating client at %.0f QPS/burst, manager at QPS %.0f, burst %.0f, 4 reconciles at once\n\n", c.jobs, c.workers, c.qps, c.managerQPS, 2*c.managerQPS)
 	fmt.Printf("%-8s %14s %14s %14s %14s %12s %12s\n", "path", "all pods", "client w/job", "kiln w/job", "others w/job", "manager CPU", "manager RSS")
 	byName := map[string]result{}
 	for _, r := range rs {
