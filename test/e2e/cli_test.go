@@ -10,7 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"kiln.dev/kiln/internal/controlplane"
 
 	"kiln.dev/kiln/test/framework"
 )
@@ -96,6 +101,36 @@ func TestCLITrainStatusExportDelete(t *testing.T) {
 		return nil
 	})
 
+	// And on a cluster that has never heard of Kiln (no CRDs), it makes the same workload.
+	bare, err := controlplane.Start(ctx, controlplane.Options{Tools: mustTools(t, "etcd", "kube-apiserver")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bare.Stop() })
+	apply = exec.Command(tools["kubectl"], "--kubeconfig", bare.KubeConfigPath, "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(strings.ReplaceAll(exported, "namespace: "+plain, "namespace: default"))
+	if out, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply of the export to a cluster without Kiln: %v\n%s", err, out)
+	}
+	bareCS, err := kubernetes.NewForConfig(bare.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainJob, err := bareCS.BatchV1().Jobs("default").Get(ctx, "cli-job-a0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kilnJob, err := cs.BatchV1().Jobs(ns).Get(ctx, "cli-job-a0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(kilnJob.Spec.Template.Spec.Containers, plainJob.Spec.Template.Spec.Containers); d != "" {
+		t.Errorf("the exported Job's containers differ from those Kiln created (-kiln +export):\n%s", d)
+	}
+	if *plainJob.Spec.Completions != *kilnJob.Spec.Completions || *plainJob.Spec.CompletionMode != batchv1.IndexedCompletion {
+		t.Errorf("exported Job: completions %d mode %s, Kiln's: %d", *plainJob.Spec.Completions, *plainJob.Spec.CompletionMode, *kilnJob.Spec.Completions)
+	}
+
 	out, err = kiln("delete", "cli-job")
 	if err != nil || !strings.Contains(out, "trainingjob.kiln.dev/cli-job deleted") {
 		t.Fatalf("delete: %v\n%s", err, out)
@@ -147,4 +182,13 @@ func TestCLIDoctorSaysWhatIsMissingWithoutGPUNodes(t *testing.T) {
 			t.Errorf("doctor output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+func mustTools(t *testing.T, names ...string) map[string]string {
+	t.Helper()
+	tools, err := framework.Tools(context.Background(), names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tools
 }
