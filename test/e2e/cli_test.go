@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"kiln.dev/kiln/internal/controlplane"
-
 	"kiln.dev/kiln/test/framework"
 )
 
