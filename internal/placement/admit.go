@@ -224,6 +224,10 @@ func (c *Cluster) refusal(p *Packer, pods []Pod) string {
 		return fmt.Sprintf("needs %d %s in all but the nodes it may run on have %d; lower the GPU count or add nodes",
 			total.GPU, gpu, eligibleTotal.GPU)
 	}
+	if nodes := countTrue(anyEligible); len(pods) > 0 && pods[0].OwnNode && len(pods) > nodes {
+		return fmt.Sprintf("its %d ranks each need a node of their own but only %d node(s) may run them; lower topology.nodes or add nodes",
+			len(pods), nodes)
+	}
 	empty := make([]Resources, len(c.nodes))
 	for n := range c.nodes {
 		empty[n] = c.nodes[n].Allocatable
@@ -354,4 +358,14 @@ func (c *Cluster) gpuName() string {
 		return "nvidia.com/gpu"
 	}
 	return c.GPUResource
+}
+
+func countTrue(bs []bool) int {
+	n := 0
+	for _, ok := range bs {
+		if ok {
+			n++
+		}
+	}
+	return n
 }

@@ -114,12 +114,13 @@ func (p *Packer) plan(c *Cluster, pods []Pod, free []Resources, all bool) []int 
 		at[i] = -1
 	}
 	left := largestFirst(pods)
+	taken := map[int]bool{} // nodes holding a rank that wants its node to itself
 
 	for len(left) > 0 {
 		best, bestK := -1, 0
 		var bestCost [2]float64
 		for n := range c.nodes {
-			if c.nodes[n].Unschedulable && !all {
+			if c.nodes[n].Unschedulable && !all || taken[n] {
 				continue
 			}
 			k, took := take(&c.nodes[n], free[n], pods, left)
@@ -149,10 +150,13 @@ func (p *Packer) plan(c *Cluster, pods []Pod, free []Resources, all bool) []int 
 		}
 		room := free[best]
 		kept := left[:0]
+		k := 0
 		for _, i := range left {
-			if r := pods[i].Requests; pods[i].admits(&c.nodes[best]) && r.within(room) {
+			if r := pods[i].Requests; k < bestK && pods[i].admits(&c.nodes[best]) && r.within(room) {
 				room = room.sub(r)
 				at[i] = best
+				k++
+				taken[best] = taken[best] || pods[i].OwnNode
 				continue
 			}
 			kept = append(kept, i)
@@ -169,10 +173,16 @@ func take(n *Node, free Resources, pods []Pod, left []int) (int, Resources) {
 	var k int
 	var took Resources
 	for _, i := range left {
+		if k > 0 && pods[i].OwnNode {
+			break // a rank of a multi-node shape takes a node to itself
+		}
 		if r := pods[i].Requests; r.within(free) && pods[i].admits(n) {
 			free = free.sub(r)
 			took = took.add(r)
 			k++
+			if pods[i].OwnNode {
+				break
+			}
 		}
 	}
 	return k, took

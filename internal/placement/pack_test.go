@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -219,5 +220,46 @@ func TestMixOf(t *testing.T) {
 	want := []Class{{Requests: eight, Weight: 0.25}, {Requests: one, Weight: 0.75}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("mix (-want +got):\n%s", diff)
+	}
+}
+
+// The ranks of a multi-node shape each take a node, however little they request: 8 CPU ranks
+// asking for nothing must not all land on one node.
+func TestOwnNodeRanksTakeDistinctNodes(t *testing.T) {
+	rank := Pod{Requests: Resources{MilliCPU: 100}, OwnNode: true}
+	for _, tc := range []struct {
+		name  string
+		nodes int
+		ranks int
+		fits  bool
+	}{
+		{"as many nodes as ranks", 4, 4, true},
+		{"more nodes than ranks", 6, 4, true},
+		{"fewer nodes than ranks", 3, 4, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var nodes []Node
+			for i := range tc.nodes {
+				nodes = append(nodes, Node{Name: string(rune('a' + i)), Allocatable: Resources{MilliCPU: 16000, Memory: 64 << 30}})
+			}
+			c := NewCluster(nodes)
+			got, ok := NewPacker(FragAware, nil).Place(c, "job", pods(tc.ranks, rank))
+			if ok != tc.fits {
+				t.Fatalf("Place = %v, %v; want fits=%v", got, ok, tc.fits)
+			}
+			if !tc.fits {
+				d := Admit(NewCluster(nodes), []Gang{{ID: "job", Pods: pods(tc.ranks, rank)}}, nil)
+				if want := "its 4 ranks each need a node of their own but only 3 node(s) may run them"; d[0].State != Refused || !strings.Contains(d[0].Reason, want) {
+					t.Errorf("Admit = %s %q, want Refused with %q", d[0].State, d[0].Reason, want)
+				}
+			}
+			seen := map[string]bool{}
+			for _, n := range got {
+				if seen[n] {
+					t.Fatalf("two ranks on node %s: %v", n, got)
+				}
+				seen[n] = true
+			}
+		})
 	}
 }

@@ -82,6 +82,9 @@ type Pod struct {
 	Requests     Resources
 	NodeSelector map[string]string
 	Tolerations  []corev1.Toleration
+	// OwnNode marks a pod that is one node of a multi-node shape (a TrainingJob's rank): no
+	// other pod of its gang may share its node, however little the pods request.
+	OwnNode bool
 }
 
 // admits reports whether p may run on n at all, whatever is free there.

@@ -20,7 +20,7 @@ import (
 )
 
 // pools has both node shapes Kiln chooses between, and a CPU node.
-const pools = "a100=2x8,l4=2x4@NVIDIA-L4,cpu=1x0"
+const pools = "a100=2x8,l4=2x4@NVIDIA-L4,cpu=2x0"
 
 var plane *controlplane.Plane
 

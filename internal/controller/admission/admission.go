@@ -145,6 +145,7 @@ func (g *gang) id() string { return g.job.Namespace + "/" + g.job.Name }
 // another GPU kind still take CPU and memory.
 func (g *gang) pods(gpu corev1.ResourceName) []placement.Pod {
 	pod := placement.PodFromSpec(&g.job.Spec.Template.Spec, gpu)
+	pod.OwnNode = true // each pod of a Kiln Job is one node of the job's shape
 	pods := make([]placement.Pod, ptr.Deref(g.job.Spec.Completions, 1))
 	for i := range pods {
 		pods[i] = pod
