@@ -15,11 +15,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -56,7 +58,10 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "give up on a path after this long")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard()) // the benchmark's own client logs nothing worth reading
-	if err := run(context.Background(), c); err != nil {
+	// Interrupted, it still stops the plane: etcd and the API server would otherwise outlive it.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c); err != nil {
 		fmt.Fprintln(os.Stderr, "fanout:", err)
 		os.Exit(1)
 	}
