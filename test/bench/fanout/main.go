@@ -8,11 +8,12 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -222,7 +223,7 @@ func measure(ctx context.Context, c config, plane *controlplane.Plane, auditLog,
 	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return result{}, err
 	}
-	offset := fileSize(auditLog)
+	w := &writes{path: auditLog, ns: ns, offset: fileSize(auditLog), byUser: map[string]int{}, byVerbRes: map[string]int{}}
 	cpuBefore := cpuTime(mgr)
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "%s: creating %d objects at %.0f QPS\n", name, len(objs), c.qps)
@@ -250,15 +251,13 @@ func measure(ctx context.Context, c config, plane *controlplane.Plane, auditLog,
 	}
 	r := result{name: name, allPods: time.Since(start)}
 	fmt.Fprintf(os.Stderr, "%s: all %d pods exist after %s; letting writes settle\n", name, want, r.allPods.Round(time.Millisecond))
-	settle(auditLog, offset, ns)
-	r.managerCPU = cpuTime(mgr) - cpuBefore
-	r.managerPeakRSS = peakRSS(mgr)
-	users, byVerbRes, err := countWrites(auditLog, offset, ns)
-	if err != nil {
+	if err := w.settle(); err != nil {
 		return result{}, err
 	}
-	r.writesByVerbRes = byVerbRes
-	for user, n := range users {
+	r.managerCPU = cpuTime(mgr) - cpuBefore
+	r.managerPeakRSS = peakRSS(mgr)
+	r.writesByVerbRes = w.byVerbRes
+	for user, n := range w.byUser {
 		switch user {
 		case "kiln-admin": // the benchmark's client; components have their own users
 			r.clientWrites += n
@@ -295,38 +294,32 @@ func createAll(ctx context.Context, cl client.Client, objs []client.Object) erro
 	return <-errs
 }
 
-// settle waits until no write has touched namespace ns for 5 s: status updates trail pod
-// creation. (Node leases keep the log itself growing, so its size says nothing.)
-func settle(path string, offset int64, ns string) {
-	last, quiet := -1, time.Now()
-	for time.Since(quiet) < 5*time.Second {
-		users, _, _ := countWrites(path, offset, ns)
-		n := 0
-		for _, c := range users {
-			n += c
-		}
-		if n != last {
-			last, quiet = n, time.Now()
-		}
-		time.Sleep(time.Second)
-	}
+// writes tallies the audit log's write events in one namespace, reading only what was appended
+// since the last read: the log reaches hundreds of megabytes in a 1,000-job run.
+type writes struct {
+	path, ns          string
+	offset            int64
+	total             int
+	byUser, byVerbRes map[string]int
 }
 
-// countWrites reads the audit events after offset that touched namespace ns (or cluster-scoped
-// objects), by user and by verb/resource.
-func countWrites(path string, offset int64, ns string) (map[string]int, map[string]int, error) {
-	f, err := os.Open(path)
+// read takes in the complete lines appended since the last read.
+func (w *writes) read() error {
+	f, err := os.Open(w.path)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	defer f.Close()
-	if _, err := f.Seek(offset, 0); err != nil {
-		return nil, nil, err
+	if _, err := f.Seek(w.offset, io.SeekStart); err != nil {
+		return err
 	}
-	users, byVerbRes := map[string]int{}, map[string]int{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return err
+	}
+	data = data[:bytes.LastIndexByte(data, '\n')+1] // a line still being written waits for the next read
+	w.offset += int64(len(data))
+	for _, line := range bytes.Split(data, []byte("\n")) {
 		var e struct {
 			Stage string `json:"stage"`
 			Verb  string `json:"verb"`
@@ -339,17 +332,34 @@ func countWrites(path string, offset int64, ns string) (map[string]int, map[stri
 				Namespace   string `json:"namespace"`
 			} `json:"objectRef"`
 		}
-		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Stage != "ResponseComplete" || e.ObjectRef.Namespace != ns {
+		if json.Unmarshal(line, &e) != nil || e.Stage != "ResponseComplete" || e.ObjectRef.Namespace != w.ns {
 			continue
 		}
-		users[e.User.Username]++
 		res := e.ObjectRef.Resource
 		if e.ObjectRef.Subresource != "" {
 			res += "/" + e.ObjectRef.Subresource
 		}
-		byVerbRes[fmt.Sprintf("%s %s by %s", e.Verb, res, e.User.Username)]++
+		w.total++
+		w.byUser[e.User.Username]++
+		w.byVerbRes[fmt.Sprintf("%s %s by %s", e.Verb, res, e.User.Username)]++
 	}
-	return users, byVerbRes, sc.Err()
+	return nil
+}
+
+// settle reads until no write has touched the namespace for 5 s: status updates trail pod
+// creation. (Node leases keep the log itself growing, so its size says nothing.)
+func (w *writes) settle() error {
+	last, quiet := -1, time.Now()
+	for time.Since(quiet) < 5*time.Second {
+		if err := w.read(); err != nil {
+			return err
+		}
+		if w.total != last {
+			last, quiet = w.total, time.Now()
+		}
+		time.Sleep(time.Second)
+	}
+	return nil
 }
 
 func fileSize(path string) int64 {
