@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -287,7 +288,7 @@ func newDevServeCommand(streams genericiooptions.IOStreams) *cobra.Command {
 
 // prefixWriter indents progress relayed from a build or the supervisor.
 type prefixWriter struct {
-	w      interface{ Write([]byte) (int, error) }
+	w      io.Writer
 	prefix string
 }
 
