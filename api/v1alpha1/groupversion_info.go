@@ -25,9 +25,13 @@ var (
 	AddToScheme = SchemeBuilder.AddToScheme
 )
 
-// addKnownTypes lists every Kiln kind; a new kind is added here.
+// knownTypes holds every Kiln kind; each kind's file adds itself in an init function.
+var knownTypes []runtime.Object
+
+func register(objs ...runtime.Object) { knownTypes = append(knownTypes, objs...) }
+
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &TrainingJob{}, &TrainingJobList{})
+	s.AddKnownTypes(GroupVersion, knownTypes...)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

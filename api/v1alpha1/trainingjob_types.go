@@ -555,3 +555,5 @@ type TrainingJobList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []TrainingJob `json:"items"`
 }
+
+func init() { register(&TrainingJob{}, &TrainingJobList{}) }
