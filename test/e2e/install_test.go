@@ -8,9 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"kiln.dev/kiln/test/framework"
 )
 
@@ -26,13 +23,7 @@ func TestInstallManifestsApplyToARealAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A server-side dry run checks every object but creates none, so the shared plane stays as
-	// it was; only the namespace must really exist for the namespaced objects to be checked.
-	cs := clientset(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kiln-system"}}
-	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
+	// it was; the namespace exists already, since the tests' manager runs with config/rbac.
 	cmd := exec.Command(tools["kubectl"], "--kubeconfig", kubeconfig, "apply", "--dry-run=server",
 		"-k", filepath.Join(framework.RepoRoot(), "config", "default"))
 	out, err := cmd.CombinedOutput()

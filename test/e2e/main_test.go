@@ -28,8 +28,9 @@ func TestMain(m *testing.M) {
 	os.Exit(framework.Main(func() int { return withManager(m.Run) }, pools, time.Second, &plane))
 }
 
-// withManager runs Kiln's manager in-process against the plane while the tests run, logging
-// beside the components (kept when a test fails).
+// withManager runs Kiln's manager in-process against the plane while the tests run, with its
+// own ServiceAccount's credentials and RBAC, logging beside the components (kept when a test
+// fails).
 func withManager(run func() int) int {
 	log, err := os.Create(filepath.Join(plane.Dir, "kiln-manager.log"))
 	if err != nil {
@@ -38,12 +39,18 @@ func withManager(run func() int) int {
 	}
 	defer log.Close()
 	ctrl.SetLogger(zap.New(zap.WriteTo(log)))
-	mgr, err := manager.New(plane.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0"})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	cfg, err := framework.ManagerConfig(ctx, plane.Config)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-manager credentials:", err)
+		return 1
+	}
+	mgr, err := manager.New(cfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
 		return 1
 	}
-	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	code := run()
