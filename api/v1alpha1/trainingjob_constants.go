@@ -35,6 +35,8 @@ const (
 	ReasonAdmittedByQueue   = "AdmittedByQueue"
 	ReasonInvalidSpec       = "InvalidSpec"
 	ReasonRenderFailed      = "RenderFailed"
+	// ReasonPolicyDenied: the job asks the hosts for more than the administrator allows.
+	ReasonPolicyDenied = "PolicyDenied"
 	// ReasonPlaced: Kiln admitted the gang and pinned each worker to a node.
 	ReasonPlaced = "Placed"
 	// ReasonWaitingForCapacity: the gang fits the cluster but not its free
@@ -92,4 +94,8 @@ const (
 	// Waiting or Refused; AnnotationAdmissionMessage says why.
 	AnnotationAdmission        = "kiln.dev/admission"
 	AnnotationAdmissionMessage = "kiln.dev/admission-message"
+	// AnnotationLostNode on a running Job says which worker's node was deleted
+	// under it ("worker 0 lost its node a100-1"): the pods there are gone with
+	// the node, and the gang restart that follows says why.
+	AnnotationLostNode = "kiln.dev/lost-node"
 )

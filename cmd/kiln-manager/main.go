@@ -27,6 +27,8 @@ func main() {
 	})
 	flag.IntVar(&o.Burst, "kube-api-burst", 100, "burst of queries to the API server")
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "objects each controller works on at once")
+	flag.BoolVar(&o.Policy.AllowHostPath, "allow-host-path", false, "let TrainingJob pod overlays mount hostPath volumes")
+	flag.BoolVar(&o.Policy.AllowHostNetwork, "allow-host-network", false, "let TrainingJobs use the node's network namespace (network.hostNetwork)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

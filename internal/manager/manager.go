@@ -23,6 +23,7 @@ import (
 	"kiln.dev/kiln/internal/controller/admission"
 	"kiln.dev/kiln/internal/controller/trainingjob"
 	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/validation"
 )
 
 // Options configure the manager; cmd/kiln-manager maps its flags onto them.
@@ -44,6 +45,8 @@ type Options struct {
 	Burst int
 	// MaxConcurrentReconciles is how many objects each controller works on at once (default 4).
 	MaxConcurrentReconciles int
+	// Policy is what the administrator lets Kiln objects ask of the hosts.
+	Policy validation.Policy
 }
 
 // LeaderElectionID names the lease replicas compete for.
@@ -102,6 +105,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("kiln-trainingjob"),
 		Clock:     clock.RealClock{},
+		Policy:    o.Policy,
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the TrainingJob controller: %w", err)

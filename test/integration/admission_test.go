@@ -262,12 +262,32 @@ func TestAdmissionStateLivesInTheCluster(t *testing.T) {
 	if j := e.job("b-a0"); !ptr.Deref(j.Spec.Suspend, false) || j.Annotations[v1alpha1.AnnotationPlacement] != "" {
 		t.Fatalf("b-a0 after losing a node: suspend %v, annotations %v; want suspended without placement", j.Spec.Suspend, j.Annotations)
 	}
-	if ev := <-rec.Events; !strings.Contains(ev, "PlacementLost") || !strings.Contains(ev, "node n-1 of worker 1 is gone") {
+	if ev := <-rec.Events; !strings.Contains(ev, "PlacementLost") || !strings.Contains(ev, "worker 1 lost its node n-1") {
 		t.Errorf("event %q does not say which node was lost", ev)
 	}
 	e.pass()
 	e.wantHeld("b-a0", placement.Refused, "needs 16 nvidia.com/gpu in all but the nodes it may run on have 8")
 	e.addNode("n-1", 8)
 	e.pass()
-	e.wantReleased("b-a0", "n-0", "n-1")
+	b := e.wantReleased("b-a0", "n-0", "n-1")
+
+	// Once a worker runs, losing a node is a failure, not a return to the
+	// queue: b stays released, marked with the lost node, for the
+	// TrainingJob controller's gang restart.
+	running := e.podOf(b, 0)
+	pin := &admission.Pinner{Client: e.c, APIReader: e.c}
+	if _, err := pin.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(running)}); err != nil {
+		t.Fatal(err)
+	}
+	e.run(running, "n-0")
+	if err := e.c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	rec = e.pass()
+	if j := e.job("b-a0"); ptr.Deref(j.Spec.Suspend, false) || j.Annotations[v1alpha1.AnnotationLostNode] != "worker 1 lost its node n-1" {
+		t.Fatalf("running b-a0 after losing a node: suspend %v, annotations %v; want running, marked lost", j.Spec.Suspend, j.Annotations)
+	}
+	if ev := <-rec.Events; !strings.Contains(ev, "NodeLost") || !strings.Contains(ev, "n-1") {
+		t.Errorf("event %q does not say which node was lost", ev)
+	}
 }

@@ -160,6 +160,9 @@ type world struct {
 	held   []*gang
 	queued []*gang
 	lost   []lostGang
+	// broken are running gangs that lost a node: a worker failure, which the
+	// TrainingJob controller answers with a gang restart once the Job fails.
+	broken []lostGang
 }
 
 // lostGang is a held gang whose placement names a node that is gone: its
@@ -179,6 +182,9 @@ func (a *Admitter) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, 
 	var errs []error
 	for _, l := range w.lost {
 		errs = append(errs, a.requeue(ctx, l))
+	}
+	for _, l := range w.broken {
+		errs = append(errs, a.markLost(ctx, l))
 	}
 	held, waiting := w.held, false
 	// One pass per GPU resource in the queue, each counting its own kind of
@@ -263,8 +269,14 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 		case !suspended(job) && job.Annotations[v1alpha1.AnnotationPlacement] != "":
 			g.nodes = placement.DecodePlacement(job.Annotations[v1alpha1.AnnotationPlacement])
 			if why := lostBecause(g, present); why != "" {
-				w.lost = append(w.lost, lostGang{g, why})
-				continue
+				if !running(job, pods.Items) {
+					w.lost = append(w.lost, lostGang{g, why})
+					continue
+				}
+				// Workers ran: the work since the last checkpoint is lost, which
+				// is a failure and counts as a restart. The pods left keep their
+				// capacity until the Job fails.
+				w.broken = append(w.broken, lostGang{g, why})
 			}
 			w.held = append(w.held, g)
 		case suspended(job) && gated(&job.Spec.Template.Spec) && !ptr.Deref(tj.Spec.Suspend, false) && tj.DeletionTimestamp.IsZero():
@@ -280,10 +292,17 @@ func lostBecause(g *gang, present map[string]bool) string {
 	}
 	for i, n := range g.nodes {
 		if !present[n] {
-			return fmt.Sprintf("node %s of worker %d is gone", n, i)
+			return fmt.Sprintf("worker %d lost its node %s", i, n)
 		}
 	}
 	return ""
+}
+
+// running says whether any worker of the Job has started.
+func running(job *batchv1.Job, pods []corev1.Pod) bool {
+	return slices.ContainsFunc(pods, func(p corev1.Pod) bool {
+		return p.Labels[batchv1.ControllerUidLabel] == string(job.UID) && p.Status.Phase == corev1.PodRunning
+	})
 }
 
 // priorities maps a PriorityClass name to its value, as the Priority
@@ -413,6 +432,26 @@ func (a *Admitter) requeue(ctx context.Context, l lostGang) error {
 	ctrl.LoggerFrom(ctx).Info("returned gang to the queue", "job", l.id(), "reason", l.why)
 	a.Recorder.Eventf(l.tj, job, corev1.EventTypeWarning, "PlacementLost", "Requeue",
 		"%s; Job %s returns to the admission queue", l.why, job.Name)
+	return nil
+}
+
+// markLost says on a running Job which node it lost. Kubernetes' pod garbage
+// collector removes the pods bound to the deleted node, which fails the Job
+// (it allows no pod failure); the TrainingJob controller then restarts the
+// gang, naming the node.
+func (a *Admitter) markLost(ctx context.Context, l lostGang) error {
+	job := l.job
+	if job.Annotations[v1alpha1.AnnotationLostNode] != "" {
+		return nil
+	}
+	before := job.DeepCopy()
+	job.Annotations[v1alpha1.AnnotationLostNode] = l.why
+	if err := a.Client.Patch(ctx, job, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("marking Job %s as having lost a node: %w", l.id(), err)
+	}
+	ctrl.LoggerFrom(ctx).Info("running gang lost a node", "job", l.id(), "reason", l.why)
+	a.Recorder.Eventf(l.tj, job, corev1.EventTypeWarning, "NodeLost", "Fail",
+		"%s; the gang restarts once Kubernetes removes the pods that were there", l.why)
 	return nil
 }
 

@@ -136,7 +136,7 @@ func TestLostBecause(t *testing.T) {
 		want  string
 	}{
 		{nodes: []string{"n-0", "n-1"}},
-		{nodes: []string{"n-0", "n-9"}, want: "node n-9 of worker 1 is gone"},
+		{nodes: []string{"n-0", "n-9"}, want: "worker 1 lost its node n-9"},
 		{nodes: []string{"n-0"}, want: "its placement names 1 nodes for 2 workers"},
 	}
 	for _, tt := range tests {

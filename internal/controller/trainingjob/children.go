@@ -14,6 +14,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -95,6 +96,10 @@ func shapeOf(s *v1alpha1.ShapeStatus) placement.Shape {
 func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJob) (*batchv1.Job, error) {
 	// Without a queue, Kiln admits the gang itself and pins its pods, which wait
 	// on the placement gate until then.
+	if errs := r.Policy.TrainingJobSpec(&tj.Spec, field.NewPath("spec")); len(errs) > 0 {
+		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonPolicyDenied, errs.ToAggregate().Error())
+		return nil, nil
+	}
 	opts := render.Options{OwnerReferences: true, PlacementGate: tj.Spec.QueueName == ""}
 	if tj.Spec.Framework == v1alpha1.FrameworkMPI {
 		// Passing the stored key back keeps it from being rotated under running workers.

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/validation"
 )
 
 // noShapeRetry is how often a job that fits no node shape looks again: nodes
@@ -43,6 +44,9 @@ type Reconciler struct {
 	Recorder events.EventRecorder
 	// Clock stamps condition transitions, completion times and the TTL.
 	Clock clock.PassiveClock
+	// Policy is what the administrator lets jobs ask of the hosts; it is checked again here,
+	// not only at admission, so a job created while the webhook was off still cannot.
+	Policy validation.Policy
 }
 
 // Verbs are exactly those the controller uses; the cached client needs list and

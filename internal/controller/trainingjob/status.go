@@ -197,6 +197,10 @@ func (r *Reconciler) failForGood(tj *v1alpha1.TrainingJob, reason, msg string) {
 
 // diagnose finds the worker whose failure failed the Job.
 func (r *Reconciler) diagnose(ctx context.Context, job *batchv1.Job, cond *batchv1.JobCondition) (failure, error) {
+	if lost := job.Annotations[v1alpha1.AnnotationLostNode]; lost != "" {
+		// The worker's pod went with its node; the others may have failed after it.
+		return failure{reason: "NodeLost", what: lost}, nil
+	}
 	var pods corev1.PodList
 	// The controller UID, not the name, so no pod of an earlier same-named Job counts.
 	err := r.APIReader.List(ctx, &pods, client.InNamespace(job.Namespace), client.MatchingLabels{batchv1.ControllerUidLabel: string(job.UID)})
