@@ -66,6 +66,8 @@ type Plane struct {
 	kwokAddr string
 	stop     context.CancelFunc // ends the plane's own loops (the storage provisioner)
 	loops    chan struct{}
+	// restartedAPIServer is the API server RestartAPIServer started in place of envtest's.
+	restartedAPIServer *process
 }
 
 // Start brings the plane up and returns once the API answers and every simulated node is Ready.
@@ -337,6 +339,12 @@ func (p *Plane) Stop() error {
 		}
 	}
 	p.procs = nil
+	if p.restartedAPIServer != nil {
+		if err := p.restartedAPIServer.stop(15 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+		p.restartedAPIServer = nil
+	}
 	if p.env != nil {
 		if err := p.env.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("stopping API server and etcd: %w", err))
