@@ -84,9 +84,6 @@ const (
 // then pins each pod to its index's node as it lifts the gate. The cluster
 // holds all of it, so a restarted manager resumes from these.
 const (
-	// PlacementGate is the scheduling gate on the pods of a Job that waits for
-	// Kiln to pin them to their nodes.
-	PlacementGate = "kiln.dev/placement"
 	// AnnotationPlacement on a Job lists the node of each completion index,
 	// comma-separated, once Kiln admitted it: "a100-0,a100-1".
 	AnnotationPlacement = "kiln.dev/placement"

@@ -92,8 +92,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			// of the others' business.
 			&corev1.Secret{}:    {Label: kilnOnly},
 			&corev1.ConfigMap{}: {Label: kilnOnly},
-			// Admission pins Kiln's pods and notices them finish; other pods are
-			// read live when a pass needs them.
+			// Admission notices Kiln's pods finish; other pods are read live when
+			// a pass needs them.
 			&corev1.Pod{}: {Label: kilnOnly},
 		}},
 	})
@@ -117,10 +117,6 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up gang admission: %w", err)
-	}
-	err = (&admission.Pinner{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr)
-	if err != nil {
-		return nil, fmt.Errorf("setting up pod pinning: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err

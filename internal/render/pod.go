@@ -90,8 +90,20 @@ func (r *renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 		// Without it a host-network pod uses the node's resolver and cannot find its peers.
 		pod.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
-	if r.opts.PlacementGate {
-		pod.SchedulingGates = []corev1.PodSchedulingGate{{Name: v1alpha1.PlacementGate}}
+	if r.shape.Nodes > 1 {
+		// The shape has one worker per node: two on one node would be a different
+		// shape, contending for the node's GPUs and network. Spreading with a skew
+		// of one over the nodes a worker may use puts exactly one on each of the
+		// nodes Kiln's admission chose (or, under Kueue, on distinct nodes).
+		pod.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
+			MaxSkew:           1,
+			TopologyKey:       corev1.LabelHostname,
+			WhenUnsatisfiable: corev1.DoNotSchedule,
+			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
+				v1alpha1.LabelTrainingJob: r.tj.Name,
+				v1alpha1.LabelAttempt:     r.attempt(),
+			}},
+		}}
 	}
 	if r.shape.GPUsPerNode > 0 && r.opts.RuntimeClassName != "" {
 		pod.RuntimeClassName = ptr.To(r.opts.RuntimeClassName)

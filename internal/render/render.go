@@ -62,12 +62,6 @@ type Options struct {
 	// must apply to a cluster without Kiln.
 	OwnerReferences bool
 
-	// PlacementGate gates every pod on v1alpha1.PlacementGate, which Kiln's
-	// admission lifts once it has pinned the pod to its node. Only the
-	// controller sets it: without Kiln nothing would lift the gate, so export
-	// leaves it out.
-	PlacementGate bool
-
 	// FetchImage runs the init step that downloads s3://, gs:// and https://
 	// inputs. It is called with two arguments, the URI and the directory to fill,
 	// and gets the input's Secret as environment. Required only for such inputs.

@@ -190,26 +190,6 @@ func TestWithoutOwnerReferences(t *testing.T) {
 	}
 }
 
-// The gate is the controller's: an export run without Kiln must schedule.
-func TestPlacementGateOnlyWhenAsked(t *testing.T) {
-	tj, _ := readInput(t, "testdata/pytorch-1x8.yaml")
-	shape := placement.Shape{Nodes: 2, ProcessesPerNode: 4, GPUsPerNode: 4}
-	tj.Spec.Resources.GPUs = 8
-	for _, gate := range []bool{false, true} {
-		objs, err := TrainingJob(tj, shape, Options{FetchImage: "f", PlacementGate: gate})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want []corev1.PodSchedulingGate
-		if gate {
-			want = []corev1.PodSchedulingGate{{Name: v1alpha1.PlacementGate}}
-		}
-		if diff := cmp.Diff(want, objs.Job.Spec.Template.Spec.SchedulingGates); diff != "" {
-			t.Errorf("PlacementGate %t: gates (-want +got):\n%s", gate, diff)
-		}
-	}
-}
-
 func TestRenderErrors(t *testing.T) {
 	base := func() *v1alpha1.TrainingJob {
 		tj, _ := readInput(t, "testdata/pytorch-1x8.yaml")

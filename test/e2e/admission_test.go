@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,7 +51,7 @@ func holdsNode(p *corev1.Pod) bool {
 // The cluster has 24 GPUs: two nodes of 8 and two of 4. Two jobs of 16 GPUs (2 pods of 8) cannot
 // run together: the second waits, says why, and starts once the first's capacity is free, whether
 // it finished or was deleted. At every poll no pod of the second holds a node while one of the
-// first does, and every pod that holds a node is on the node its Job's placement names.
+// first does, and every pod that holds a node is on a node its Job's placement names, one each.
 func TestSixteenGPUJobsTakeTurnsNeverHalfStarted(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -79,6 +79,7 @@ func TestSixteenGPUJobsTakeTurnsNeverHalfStarted(t *testing.T) {
 					return err
 				}
 				holding := map[string]int{}
+				perNode := map[string]int{}
 				for _, p := range pods.Items {
 					if !holdsNode(&p) {
 						continue
@@ -89,10 +90,12 @@ func TestSixteenGPUJobsTakeTurnsNeverHalfStarted(t *testing.T) {
 					if job == nil {
 						continue // deleted, its pods on their way out
 					}
-					i, _ := strconv.Atoi(p.Annotations[batchv1.JobCompletionIndexAnnotation])
-					if ptr.Deref(job.Spec.Suspend, false) || i >= len(nodes) || nodes[i] != p.Spec.NodeName {
-						t.Fatalf("pod %s (index %d) holds node %s, but its Job (suspend %v) placed the gang on %v",
-							p.Name, i, p.Spec.NodeName, job.Spec.Suspend, nodes)
+					if ptr.Deref(job.Spec.Suspend, false) || !slices.Contains(nodes, p.Spec.NodeName) {
+						t.Fatalf("pod %s holds node %s, but its Job (suspend %v) placed the gang on %v",
+							p.Name, p.Spec.NodeName, job.Spec.Suspend, nodes)
+					}
+					if perNode[job.Name+"/"+p.Spec.NodeName]++; perNode[job.Name+"/"+p.Spec.NodeName] > 1 {
+						t.Fatalf("two workers of %s on node %s", job.Name, p.Spec.NodeName)
 					}
 				}
 				if holding["first"] > 0 && holding["second"] > 0 {

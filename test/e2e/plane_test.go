@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"kiln.dev/kiln/internal/controlplane"
@@ -159,52 +158,4 @@ func TestSimulatedPodFailureCarriesItsExitCode(t *testing.T) {
 		}
 		return fmt.Errorf("no failed pod yet")
 	})
-}
-
-// Kiln pins each pod of a gang to its node while the pod is gated, and lifts the gate in the same
-// write. This checks the API server's rule for gated pods that it relies on: node affinity may be
-// narrowed while a pod has scheduling gates, judged against the old pod, so one patch may do both.
-func TestGatedPodTakesNodeAffinityAndLosesItsGateInOnePatch(t *testing.T) {
-	ctx := context.Background()
-	cs, ns := clientset(t), namespace(t)
-	tmpl := gpuPodSpec(1, nil)
-	tmpl.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/hold"}}
-	// An affinity of the user's own, which pinning must narrow, not replace.
-	tmpl.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: controlplane.PoolLabel, Operator: corev1.NodeSelectorOpIn, Values: []string{"a100", "l4"}}},
-		}}},
-	}}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "gated", Namespace: ns}, Spec: tmpl.Spec}
-	created, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second)
-	if p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{}); err != nil || p.Spec.NodeName != "" {
-		t.Fatalf("gated pod bound to %q (err %v)", p.Spec.NodeName, err)
-	}
-
-	const node = "l4-1"
-	patch := fmt.Sprintf(`{"metadata":{"resourceVersion":%q},"spec":{"schedulingGates":null,"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":%q,"operator":"In","values":["a100","l4"]}],"matchFields":[{"key":"metadata.name","operator":"In","values":[%q]}]}]}}}}}`,
-		created.ResourceVersion, controlplane.PoolLabel, node)
-	if _, err := cs.CoreV1().Pods(ns).Patch(ctx, pod.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatalf("pinning and ungating in one patch: %v", err)
-	}
-	framework.Eventually(t, time.Minute, func() error {
-		p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if p.Spec.NodeName != node {
-			return fmt.Errorf("pod on %q, want %s", p.Spec.NodeName, node)
-		}
-		return nil
-	})
-
-	// Once ungated, the affinity is fixed again.
-	widen := `{"spec":{"affinity":{"nodeAffinity":null}}}`
-	if _, err := cs.CoreV1().Pods(ns).Patch(ctx, pod.Name, types.MergePatchType, []byte(widen), metav1.PatchOptions{}); err == nil {
-		t.Error("the API server let a scheduled pod's node affinity change")
-	}
 }

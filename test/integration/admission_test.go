@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 
@@ -79,7 +78,7 @@ func (e *env) addNode(name string, gpus int64) {
 }
 
 // gang creates a TrainingJob and its first attempt's Job exactly as the
-// TrainingJob controller does: rendered, gated, suspended.
+// TrainingJob controller does: rendered and suspended.
 func (e *env) gang(name string, pods, gpusEach int32) *batchv1.Job {
 	e.t.Helper()
 	ctx := context.Background()
@@ -94,7 +93,7 @@ func (e *env) gang(name string, pods, gpusEach int32) *batchv1.Job {
 		e.t.Fatal(err)
 	}
 	shape := placement.Shape{Nodes: pods, ProcessesPerNode: gpusEach, GPUsPerNode: gpusEach}
-	objs, err := render.TrainingJob(tj, shape, render.Options{OwnerReferences: true, PlacementGate: true})
+	objs, err := render.TrainingJob(tj, shape, render.Options{OwnerReferences: true})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -126,13 +125,23 @@ func (e *env) job(name string) *batchv1.Job {
 	return j
 }
 
-// wantReleased checks that the Job runs on nodes, and returns it.
+// wantReleased checks that the Job runs on nodes, its pods bound for exactly
+// those, and returns it.
 func (e *env) wantReleased(name string, nodes ...string) *batchv1.Job {
 	e.t.Helper()
 	j := e.job(name)
 	got := placement.DecodePlacement(j.Annotations[v1alpha1.AnnotationPlacement])
 	if ptr.Deref(j.Spec.Suspend, false) || !cmp.Equal(got, nodes) {
 		e.t.Fatalf("Job %s: suspend %v, placement %v (annotations %v); want released onto %v", name, ptr.Deref(j.Spec.Suspend, false), got, j.Annotations, nodes)
+	}
+	var allowed []string
+	for _, term := range j.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+		for _, f := range term.MatchFields {
+			allowed = append(allowed, f.Values...)
+		}
+	}
+	if !cmp.Equal(allowed, nodes) {
+		e.t.Fatalf("Job %s: pods may run on %v; want exactly %v", name, allowed, nodes)
 	}
 	return j
 }
@@ -214,24 +223,8 @@ func TestAdmissionStateLivesInTheCluster(t *testing.T) {
 	}
 	e.wantHeld("b-a0", placement.Waiting, "largest free block is 0")
 
-	// a's pods appear gated; a freshly started pinner pins each to its index's
-	// node and lifts the gate in the same write.
+	// a's pods appear, bound for the placement's nodes by the Job's template.
 	pods := []*corev1.Pod{e.podOf(a, 0), e.podOf(a, 1)}
-	for i, p := range pods {
-		pin := &admission.Pinner{Client: e.c, APIReader: e.c}
-		if _, err := pin.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(p)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.c.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
-			t.Fatal(err)
-		}
-		want := fmt.Sprintf("n-%d", i)
-		terms := p.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
-		byName := corev1.NodeSelectorRequirement{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{want}}
-		if len(p.Spec.SchedulingGates) != 0 || len(terms) != 1 || !slices.ContainsFunc(terms[0].MatchFields, func(r corev1.NodeSelectorRequirement) bool { return cmp.Equal(r, byName) }) {
-			t.Fatalf("pod %s: gates %v, node affinity %+v; want ungated and pinned to %s", p.Name, p.Spec.SchedulingGates, terms, want)
-		}
-	}
 	e.run(pods[0], "n-0")
 
 	// Half of a runs: it still counts once, through its hold.
@@ -262,7 +255,7 @@ func TestAdmissionStateLivesInTheCluster(t *testing.T) {
 	if j := e.job("b-a0"); !ptr.Deref(j.Spec.Suspend, false) || j.Annotations[v1alpha1.AnnotationPlacement] != "" {
 		t.Fatalf("b-a0 after losing a node: suspend %v, annotations %v; want suspended without placement", j.Spec.Suspend, j.Annotations)
 	}
-	if ev := <-rec.Events; !strings.Contains(ev, "PlacementLost") || !strings.Contains(ev, "worker 1 lost its node n-1") {
+	if ev := <-rec.Events; !strings.Contains(ev, "PlacementLost") || !strings.Contains(ev, "node n-1 of its placement is gone") {
 		t.Errorf("event %q does not say which node was lost", ev)
 	}
 	e.pass()
@@ -274,17 +267,12 @@ func TestAdmissionStateLivesInTheCluster(t *testing.T) {
 	// Once a worker runs, losing a node is a failure, not a return to the
 	// queue: b stays released, marked with the lost node, for the
 	// TrainingJob controller's gang restart.
-	running := e.podOf(b, 0)
-	pin := &admission.Pinner{Client: e.c, APIReader: e.c}
-	if _, err := pin.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(running)}); err != nil {
-		t.Fatal(err)
-	}
-	e.run(running, "n-0")
+	e.run(e.podOf(b, 0), "n-0")
 	if err := e.c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n-1"}}); err != nil {
 		t.Fatal(err)
 	}
 	rec = e.pass()
-	if j := e.job("b-a0"); ptr.Deref(j.Spec.Suspend, false) || j.Annotations[v1alpha1.AnnotationLostNode] != "worker 1 lost its node n-1" {
+	if j := e.job("b-a0"); ptr.Deref(j.Spec.Suspend, false) || j.Annotations[v1alpha1.AnnotationLostNode] != "a worker lost its node n-1" {
 		t.Fatalf("running b-a0 after losing a node: suspend %v, annotations %v; want running, marked lost", j.Spec.Suspend, j.Annotations)
 	}
 	if ev := <-rec.Events; !strings.Contains(ev, "NodeLost") || !strings.Contains(ev, "n-1") {

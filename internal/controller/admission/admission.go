@@ -1,18 +1,18 @@
 // Package admission starts TrainingJobs' gangs whole or not at all, without
-// Kueue. Every attempt's Job is created suspended with its pods gated (see
-// render.Options.PlacementGate). An admission pass decides Kiln's whole queue
-// at once with placement.Admit, against the free capacity of the cluster; for
-// a gang that fits it writes the chosen nodes into the Job's placement
-// annotation and un-suspends the Job in the same patch. The pinner then pins
-// each pod, as the Job controller creates it, to its index's node and lifts
-// the gate, so the scheduler cannot spread the gang.
+// Kueue. Every attempt's Job is created suspended, so it has no pods. An
+// admission pass decides Kiln's whole queue at once with placement.Admit,
+// against the free capacity of the cluster; for a gang that fits, one patch
+// writes the chosen nodes into the Job's placement annotation, narrows the pod
+// template's node affinity to them and un-suspends the Job. The Job's
+// topology spread (see package render) puts one worker on each chosen node, so
+// the scheduler cannot scatter the gang, and no pod needs a write of its own.
 //
 // Nothing lives in memory between passes. A pass rebuilds the picture from
 // the API server: nodes, bound pods, and the gangs held, which are the
 // running Jobs with a placement annotation, whether or not their pods exist
 // yet. A manager that dies before the patch leaves the Job suspended and
-// queued; after it, the Job is held and its pods get pinned from the
-// annotation. Either way nothing is booked twice or lost.
+// queued; after it, the Job is held and its pods are already bound for their
+// nodes. Either way nothing is booked twice or lost.
 //
 // Jobs of TrainingJobs with a queueName are left to Kueue.
 package admission
@@ -66,7 +66,7 @@ type Admitter struct {
 }
 
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
 // +kubebuilder:rbac:groups=scheduling.k8s.io,resources=priorityclasses,verbs=list;watch
 // +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=list;watch
@@ -276,10 +276,10 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 				// Workers ran: the work since the last checkpoint is lost, which
 				// is a failure and counts as a restart. The pods left keep their
 				// capacity until the Job fails.
-				w.broken = append(w.broken, lostGang{g, why})
+				w.broken = append(w.broken, lostGang{g, whoLost(g, pods.Items, present)})
 			}
 			w.held = append(w.held, g)
-		case suspended(job) && gated(&job.Spec.Template.Spec) && !ptr.Deref(tj.Spec.Suspend, false) && tj.DeletionTimestamp.IsZero():
+		case suspended(job) && !ptr.Deref(tj.Spec.Suspend, false) && tj.DeletionTimestamp.IsZero():
 			w.queued = append(w.queued, g)
 		}
 	}
@@ -290,12 +290,30 @@ func lostBecause(g *gang, present map[string]bool) string {
 	if want := int(ptr.Deref(g.job.Spec.Completions, 1)); len(g.nodes) != want {
 		return fmt.Sprintf("its placement names %d nodes for %d workers", len(g.nodes), want)
 	}
-	for i, n := range g.nodes {
+	for _, n := range g.nodes {
 		if !present[n] {
-			return fmt.Sprintf("worker %d lost its node %s", i, n)
+			return fmt.Sprintf("node %s of its placement is gone", n)
 		}
 	}
 	return ""
+}
+
+// whoLost names the worker whose node is gone, from its pod if that is still
+// there.
+func whoLost(g *gang, pods []corev1.Pod, present map[string]bool) string {
+	for _, p := range pods {
+		if p.Labels[batchv1.ControllerUidLabel] == string(g.job.UID) && p.Spec.NodeName != "" && !present[p.Spec.NodeName] {
+			if i, ok := completionIndex(&p); ok {
+				return fmt.Sprintf("worker %d lost its node %s", i, p.Spec.NodeName)
+			}
+		}
+	}
+	for _, n := range g.nodes {
+		if !present[n] {
+			return fmt.Sprintf("a worker lost its node %s", n)
+		}
+	}
+	return "a worker lost its node"
 }
 
 // running says whether any worker of the Job has started.
@@ -358,8 +376,9 @@ func (w *world) queue(gpu corev1.ResourceName) ([]placement.Gang, map[string]*ga
 	return queue, byID
 }
 
-// gangOf counts a pod through its gang's hold only when it is where the
-// placement puts it. Any other pod of the Job (left over from an earlier
+// gangOf counts a pod through its gang's hold only when it is on a node of
+// the placement (workers are alike, so which index sits on which chosen node
+// does not matter). Any other pod of the Job (left over from an earlier
 // admission, say) takes capacity of its own while it lasts.
 func gangOf(held []*gang) func(*corev1.Pod) string {
 	byID := make(map[string]*gang, len(held))
@@ -371,8 +390,7 @@ func gangOf(held []*gang) func(*corev1.Pod) string {
 		if g == nil || p.Labels[batchv1.ControllerUidLabel] != string(g.job.UID) {
 			return ""
 		}
-		i, ok := completionIndex(p)
-		if !ok || i >= len(g.nodes) || g.nodes[i] != p.Spec.NodeName {
+		if !slices.Contains(g.nodes, p.Spec.NodeName) {
 			return ""
 		}
 		return g.id()
@@ -389,6 +407,7 @@ func (a *Admitter) release(ctx context.Context, g *gang, nodes []string) error {
 		job.Annotations = map[string]string{}
 	}
 	job.Annotations[v1alpha1.AnnotationPlacement] = placement.EncodePlacement(nodes)
+	placeOn(&job.Spec.Template.Spec, nodes)
 	delete(job.Annotations, v1alpha1.AnnotationAdmission)
 	delete(job.Annotations, v1alpha1.AnnotationAdmissionMessage)
 	job.Spec.Suspend = ptr.To(false)
@@ -480,10 +499,6 @@ func finished(job *batchv1.Job) bool {
 
 func podDone(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-}
-
-func gated(spec *corev1.PodSpec) bool {
-	return slices.ContainsFunc(spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == v1alpha1.PlacementGate })
 }
 
 func completionIndex(p *corev1.Pod) (int, bool) {

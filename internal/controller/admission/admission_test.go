@@ -14,72 +14,70 @@ import (
 	"kiln.dev/kiln/api/v1alpha1"
 )
 
-func TestPin(t *testing.T) {
-	byName := func(n string) corev1.NodeSelectorRequirement {
-		return corev1.NodeSelectorRequirement{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{n}}
+func TestPlaceOn(t *testing.T) {
+	on := func(node string, own ...corev1.NodeSelectorRequirement) corev1.NodeSelectorTerm {
+		return corev1.NodeSelectorTerm{
+			MatchExpressions: own,
+			MatchFields:      []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+		}
 	}
 	pool := corev1.NodeSelectorRequirement{Key: "kiln.dev/pool", Operator: corev1.NodeSelectorOpIn, Values: []string{"a100"}}
-	kiln := corev1.PodSchedulingGate{Name: v1alpha1.PlacementGate}
-	other := corev1.PodSchedulingGate{Name: "example.com/quota"}
+	zone := corev1.NodeSelectorRequirement{Key: "topology.kubernetes.io/zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"z1"}}
 	required := func(terms ...corev1.NodeSelectorTerm) *corev1.Affinity {
 		return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
 			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: terms},
 		}}
 	}
+	preferred := []corev1.PreferredSchedulingTerm{{Weight: 1, Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{pool}}}}
 	tests := []struct {
-		name string
-		spec corev1.PodSpec
-		want corev1.PodSpec
+		name  string
+		spec  corev1.PodSpec
+		nodes []string
+		want  corev1.PodSpec
 	}{
 		{
-			name: "no affinity of its own",
-			spec: corev1.PodSpec{SchedulingGates: []corev1.PodSchedulingGate{kiln}},
-			want: corev1.PodSpec{Affinity: required(corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{byName("n-1")}})},
+			name:  "no affinity of its own: a term per node, sorted, each once",
+			nodes: []string{"n-2", "n-1", "n-2"},
+			want:  corev1.PodSpec{Affinity: required(on("n-1"), on("n-2"))},
 		},
 		{
-			name: "every alternative of the user's is narrowed",
-			spec: corev1.PodSpec{
-				SchedulingGates: []corev1.PodSchedulingGate{kiln},
-				Affinity: required(
-					corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{pool}},
-					corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{byName("n-1")}},
-				),
-			},
-			want: corev1.PodSpec{Affinity: required(
-				corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{pool}, MatchFields: []corev1.NodeSelectorRequirement{byName("n-1")}},
-				corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{byName("n-1"), byName("n-1")}},
+			name:  "each alternative of the user's, on each node",
+			nodes: []string{"n-1", "n-2"},
+			spec: corev1.PodSpec{Affinity: required(
+				corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{pool}},
+				corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{zone}},
 			)},
+			want: corev1.PodSpec{Affinity: required(on("n-1", pool), on("n-2", pool), on("n-1", zone), on("n-2", zone))},
 		},
 		{
-			name: "preferences and other gates stay",
-			spec: corev1.PodSpec{
-				SchedulingGates: []corev1.PodSchedulingGate{other, kiln},
-				Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-					PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{{Weight: 1, Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{pool}}}},
-				}},
-			},
-			want: corev1.PodSpec{
-				SchedulingGates: []corev1.PodSchedulingGate{other},
-				Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-					RequiredDuringSchedulingIgnoredDuringExecution:  &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{byName("n-1")}}}},
-					PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{{Weight: 1, Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{pool}}}},
-				}},
-			},
+			name:  "an earlier admission's nodes are replaced",
+			nodes: []string{"n-3"},
+			spec:  corev1.PodSpec{Affinity: required(on("n-1", pool), on("n-2", pool))},
+			want:  corev1.PodSpec{Affinity: required(on("n-3", pool))},
+		},
+		{
+			name:  "preferences stay",
+			nodes: []string{"n-1"},
+			spec:  corev1.PodSpec{Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: preferred}}},
+			want: corev1.PodSpec{Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution:  &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{on("n-1")}},
+				PreferredDuringSchedulingIgnoredDuringExecution: preferred,
+			}}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pin(&tt.spec, "n-1")
+			placeOn(&tt.spec, tt.nodes)
 			if diff := cmp.Diff(tt.want, tt.spec); diff != "" {
-				t.Errorf("pinned spec (-want +got):\n%s", diff)
+				t.Errorf("placed spec (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-// A held gang counts through its hold, whether or not its pods exist; a pod
-// of its Job away from the placement, or of an earlier Job of the same name,
-// counts on its own.
+// A held gang counts through its hold, whether or not its pods exist, and
+// whichever worker sits on which of its nodes; a pod of its Job away from the
+// placement, or of an earlier Job of the same name, counts on its own.
 func TestHeldGangCountsOnce(t *testing.T) {
 	gpus := func(n int64) corev1.ResourceList {
 		return corev1.ResourceList{v1alpha1.DefaultGPUResource: *resource.NewQuantity(n, resource.DecimalSI)}
@@ -108,7 +106,7 @@ func TestHeldGangCountsOnce(t *testing.T) {
 	w := &world{
 		nodes: []corev1.Node{node("n-0"), node("n-1"), node("n-2")},
 		pods: []corev1.Pod{
-			pod("a-a0-0", "uid-a", "0", "n-0"),        // where the hold puts it; pod 1 not created yet
+			pod("a-a0-1", "uid-a", "1", "n-0"),        // on a node of the hold; pod 0 not created yet
 			pod("a-a0-1-old", "uid-a", "1", "n-2"),    // away from its placement
 			pod("a-a0-0-prev", "uid-old", "0", "n-0"), // an earlier Job's, still stopping
 		},
@@ -136,7 +134,7 @@ func TestLostBecause(t *testing.T) {
 		want  string
 	}{
 		{nodes: []string{"n-0", "n-1"}},
-		{nodes: []string{"n-0", "n-9"}, want: "worker 1 lost its node n-9"},
+		{nodes: []string{"n-0", "n-9"}, want: "node n-9 of its placement is gone"},
 		{nodes: []string{"n-0"}, want: "its placement names 1 nodes for 2 workers"},
 	}
 	for _, tt := range tests {

@@ -94,13 +94,11 @@ func shapeOf(s *v1alpha1.ShapeStatus) placement.Shape {
 // change to a mutable field of the spec applies from the next attempt. It returns
 // a nil Job when the spec cannot be rendered, having said why in status.
 func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJob) (*batchv1.Job, error) {
-	// Without a queue, Kiln admits the gang itself and pins its pods, which wait
-	// on the placement gate until then.
 	if errs := r.Policy.TrainingJobSpec(&tj.Spec, field.NewPath("spec")); len(errs) > 0 {
 		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonPolicyDenied, errs.ToAggregate().Error())
 		return nil, nil
 	}
-	opts := render.Options{OwnerReferences: true, PlacementGate: tj.Spec.QueueName == ""}
+	opts := render.Options{OwnerReferences: true}
 	if tj.Spec.Framework == v1alpha1.FrameworkMPI {
 		// Passing the stored key back keeps it from being rotated under running workers.
 		secret := &corev1.Secret{}
