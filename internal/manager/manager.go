@@ -23,6 +23,7 @@ import (
 	"kiln.dev/kiln/internal/controller/admission"
 	"kiln.dev/kiln/internal/controller/trainingjob"
 	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/webhook"
 )
 
 // Options configure the manager; cmd/kiln-manager maps its flags onto them.
@@ -44,6 +45,8 @@ type Options struct {
 	Burst int
 	// MaxConcurrentReconciles is how many objects each controller works on at once (default 4).
 	MaxConcurrentReconciles int
+	// Webhooks configure admission; off unless Webhooks.Enabled.
+	Webhooks webhook.Options
 }
 
 // LeaderElectionID names the lease replicas compete for.
@@ -117,6 +120,11 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	err = (&admission.Pinner{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up pod pinning: %w", err)
+	}
+	if o.Webhooks.Enabled {
+		if err := webhook.Setup(mgr, o.Webhooks); err != nil {
+			return nil, fmt.Errorf("setting up the webhooks: %w", err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
