@@ -1,7 +1,9 @@
 package webhook
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"kiln.dev/kiln/internal/render"
@@ -228,4 +231,49 @@ func hasContainer(spec *corev1.PodSpec, name string) bool {
 		}
 	}
 	return false
+}
+
+// InjectManifests is `kubectl kiln inject`: the same Skip and Inject as the
+// webhook, on the pods of a YAML stream. It returns the pods as YAML documents
+// and, per pod, a line saying what was added or why it was left alone.
+func InjectManifests(r io.Reader, s Scope, in Injection) ([]byte, []string, error) {
+	var (
+		out   bytes.Buffer
+		notes []string
+	)
+	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
+	for {
+		pod := &corev1.Pod{}
+		if err := dec.Decode(pod); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("reading pods: %w", err)
+		}
+		if pod.Kind == "" && pod.Name == "" {
+			continue // an empty document
+		}
+		if pod.Kind != "Pod" {
+			return nil, nil, fmt.Errorf("%s %q is not a Pod: inject reads Pods only", pod.Kind, pod.Name)
+		}
+		scope := s
+		if pod.Namespace != "" {
+			scope.Namespace = pod.Namespace
+		}
+		if reason := Skip(pod, scope); reason != "" {
+			notes = append(notes, fmt.Sprintf("pod %s: not injected: %s", pod.Name, reason))
+		} else if changes := Inject(pod, in); len(changes) > 0 {
+			notes = append(notes, fmt.Sprintf("pod %s: added %s", pod.Name, strings.Join(changes, ", ")))
+		} else {
+			notes = append(notes, fmt.Sprintf("pod %s: nothing to add", pod.Name))
+		}
+		y, err := yaml.Marshal(pod)
+		if err != nil {
+			return nil, nil, err
+		}
+		if out.Len() > 0 {
+			out.WriteString("---\n")
+		}
+		out.Write(y)
+	}
+	return out.Bytes(), notes, nil
 }

@@ -31,11 +31,11 @@ const AnnotationAccessModes = "kiln.dev/access-modes"
 // readWriteOnceProvisioners make block volumes, which one node mounts at a time.
 func readWriteOnceProvisioners() []string {
 	return []string{
-	"ebs.csi.aws.com", "kubernetes.io/aws-ebs",
-	"pd.csi.storage.gke.io", "kubernetes.io/gce-pd",
-	"disk.csi.azure.com", "kubernetes.io/azure-disk",
-	"cinder.csi.openstack.org", "kubernetes.io/cinder",
-	"rancher.io/local-path", "topolvm.io",
+		"ebs.csi.aws.com", "kubernetes.io/aws-ebs",
+		"pd.csi.storage.gke.io", "kubernetes.io/gce-pd",
+		"disk.csi.azure.com", "kubernetes.io/azure-disk",
+		"cinder.csi.openstack.org", "kubernetes.io/cinder",
+		"rancher.io/local-path", "topolvm.io",
 	}
 }
 
