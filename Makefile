@@ -24,6 +24,7 @@ build:
 ## test: everything CI runs: static checks, unit, integration and end-to-end tests
 test: tools verify
 	go test -count=1 -timeout 40m ./...
+	go test -run='^$$' -fuzz=FuzzTrainingJob -fuzztime=20s ./internal/validation
 
 ## unit: the quick tests that need no control plane
 unit:
