@@ -214,6 +214,8 @@ func due(cert *x509.Certificate, now time.Time) bool {
 // until the old one expires, so clients holding either keep working.
 func (c *Certs) issue(old map[string][]byte) (map[string][]byte, error) {
 	now := c.Clock.Now()
+	// Backdated a little, for clocks of other machines that run behind.
+	backdate := min(time.Hour, c.Validity/10)
 	var (
 		caCert *x509.Certificate
 		caKey  *ecdsa.PrivateKey
@@ -231,7 +233,7 @@ func (c *Certs) issue(old map[string][]byte) (map[string][]byte, error) {
 		}
 		tmpl := &x509.Certificate{
 			Subject:               pkix.Name{CommonName: "kiln-webhook-ca"},
-			NotBefore:             now.Add(-time.Hour),
+			NotBefore:             now.Add(-backdate),
 			NotAfter:              now.Add(10 * c.Validity),
 			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 			BasicConstraintsValid: true,
@@ -261,7 +263,7 @@ func (c *Certs) issue(old map[string][]byte) (map[string][]byte, error) {
 		Subject:     pkix.Name{CommonName: c.DNSNames[0]},
 		DNSNames:    c.DNSNames,
 		IPAddresses: c.IPs,
-		NotBefore:   now.Add(-time.Hour),
+		NotBefore:   now.Add(-backdate),
 		NotAfter:    now.Add(c.Validity),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

@@ -144,7 +144,8 @@ func Inject(pod *corev1.Pod, in Injection) []string {
 			changes = append(changes, "toleration:"+string(r))
 		}
 	}
-	if !in.SharedMemory.Disabled && addSHM(&pod.Spec, in.SharedMemory.SizeLimit) {
+	if !in.SharedMemory.Disabled && pod.Annotations[render.AnnotationSharedMemory] != render.SharedMemoryOff &&
+		addSHM(&pod.Spec, in.SharedMemory.SizeLimit) {
 		changes = append(changes, "shm")
 	}
 	for _, s := range in.Sidecars {

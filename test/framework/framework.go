@@ -29,6 +29,11 @@ func Tools(ctx context.Context, names ...string) (map[string]string, error) {
 // CRDPaths are Kiln's generated CustomResourceDefinitions.
 func CRDPaths() []string { return []string{filepath.Join(RepoRoot(), "config", "crd", "bases")} }
 
+// WebhookPaths are Kiln's static webhook configurations, as config/webhook installs them.
+func WebhookPaths() []string {
+	return []string{filepath.Join(RepoRoot(), "config", "webhook", "manifests.yaml")}
+}
+
 // Start runs a plane: API server and etcd only when pools is empty, the full plane otherwise.
 func Start(ctx context.Context, pools string, podRunTime time.Duration) (*controlplane.Plane, error) {
 	o := controlplane.Options{CRDPaths: CRDPaths(), PodRunTime: podRunTime, Out: os.Stderr}
