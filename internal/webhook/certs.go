@@ -78,13 +78,17 @@ func (c *Certs) NeedLeaderElection() bool { return false }
 func (c *Certs) Start(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx).WithName("webhook-certs")
 	for {
+		wait := c.Interval
 		if err := c.Sync(ctx); err != nil {
 			log.Error(err, "keeping the webhook certificate")
+			// Sooner while failing: the configurations may be applied just after the
+			// Deployment, and readiness waits for this.
+			wait = min(wait, 5*time.Second)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-c.Clock.After(c.Interval):
+		case <-c.Clock.After(wait):
 		}
 	}
 }
