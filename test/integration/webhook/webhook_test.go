@@ -256,6 +256,27 @@ func TestTrainingJobDefaultsRefusalsAndWarnings(t *testing.T) {
 			t.Errorf("the refusal does not say why: %v", err)
 		}
 
+		// Once the Secret and the claim exist, the same job is admitted (read as metadata only).
+		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "missing"}}); err != nil {
+			t.Fatal(err)
+		}
+		pvc := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-such-claim"},
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+				Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+			},
+		}
+		if err := c.Create(ctx, pvc); err != nil {
+			t.Fatal(err)
+		}
+		tj.Spec.Topology = &v1alpha1.Topology{Nodes: 2, ProcessesPerNode: 8}
+		tj.Spec.PodTemplate = &v1alpha1.PodTemplateOverlay{NodeSelector: pool}
+		tj.Spec.Checkpoints = &v1alpha1.VolumeSpec{Size: resource.MustParse("1Gi")}
+		if err := c.Create(ctx, tj); err != nil {
+			t.Errorf("with its Secret and claim present: %v", err)
+		}
+
 		// What CEL cannot say, internal/validation does, through the same webhook.
 		tj = trainingJob(ns, "bad-pvc-secret", 0)
 		tj.Spec.Data = []v1alpha1.DataInput{{Name: "shards", URI: "pvc://shards", SecretRef: &v1alpha1.LocalSecretReference{Name: "s"}}}
