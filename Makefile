@@ -4,7 +4,7 @@ SHELL := /bin/bash -o pipefail
 KILN := go run ./cmd/kubectl-kiln
 TOOL = $(shell $(KILN) dev tools $(1) 2>/dev/null | cut -f2)
 
-.PHONY: all dev down test unit tools generate verify lint build krew bench-fanout bench-placement
+.PHONY: all dev down test unit tools generate verify lint build krew bench-fanout bench-placement bench-webhook
 
 all: build
 
@@ -24,6 +24,7 @@ build:
 ## test: everything CI runs: static checks, unit, integration and end-to-end tests
 test: tools verify
 	go test -count=1 -timeout 40m ./...
+	go test -run='^$$' -fuzz=FuzzTrainingJob -fuzztime=20s ./internal/validation
 
 ## unit: the quick tests that need no control plane
 unit:
@@ -64,3 +65,7 @@ bench-fanout:
 ## bench-placement: placement simulations on the openb trace and a gang workload
 bench-placement:
 	go run ./internal/placement/cmd/placement-sim
+
+## bench-webhook: admission handler latency and create throughput with the webhooks on vs. off
+bench-webhook:
+	go run ./test/bench/webhook -creates $(or $(CREATES),1000) -concurrency 100,500

@@ -178,9 +178,11 @@ type TrainingResources struct {
 	// +kubebuilder:validation:Maximum=100000
 	GPUs int32 `json:"gpus,omitempty"`
 
-	// gpuResource is the extended resource that counts GPUs on the nodes.
+	// gpuResource is the extended resource that counts GPUs on the nodes. Unset,
+	// Kiln's admission webhook sets it at creation to the GPU resource the nodes
+	// advertise (nvidia.com/gpu, amd.com/gpu, gpu.intel.com/xe or
+	// gpu.intel.com/i915, in that order of preference); nvidia.com/gpu when none does.
 	// +optional
-	// +kubebuilder:default="nvidia.com/gpu"
 	// +kubebuilder:validation:MaxLength=253
 	GPUResource string `json:"gpuResource,omitempty"`
 

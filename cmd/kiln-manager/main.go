@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"kiln.dev/kiln/internal/manager"
+	"kiln.dev/kiln/internal/webhook"
 )
 
 func main() {
@@ -29,11 +30,21 @@ func main() {
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "objects each controller works on at once")
 	flag.BoolVar(&o.Policy.AllowHostPath, "allow-host-path", false, "let TrainingJob pod overlays mount hostPath volumes")
 	flag.BoolVar(&o.Policy.AllowHostNetwork, "allow-host-network", false, "let TrainingJobs use the node's network namespace (network.hostNetwork)")
+	flag.BoolVar(&o.Webhooks.Enabled, "webhooks", true, "serve the admission webhooks")
+	flag.IntVar(&o.Webhooks.Port, "webhook-port", 9443, "port of the webhook server")
+	flag.StringVar(&o.Webhooks.CertDir, "webhook-cert-dir", "", "serve tls.crt and tls.key from this folder (cert-manager); empty: Kiln issues and rotates its own certificate")
+	flag.StringVar(&o.Webhooks.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Kiln's namespace: holds the webhook certificate Secret; its pods are never injected (default kiln-system)")
+	injection := flag.String("injection-config", "", "YAML file of what the pod webhook injects (GPU resources, /dev/shm, sidecars); see docs/admission.md")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
+	var err error
+	if o.Webhooks.Injection, err = webhook.LoadInjection(*injection); err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
+		os.Exit(1)
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-manager: no cluster configuration:", err)

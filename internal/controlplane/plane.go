@@ -46,6 +46,9 @@ type Options struct {
 	APIServerFlags map[string]string
 	// Out receives progress lines; nil discards them.
 	Out io.Writer
+	// Webhooks, when set, installs these webhook configurations once the API is up, pointed at
+	// a local serving address and certificate (see Plane.Webhooks for where to serve them).
+	Webhooks *envtest.WebhookInstallOptions
 }
 
 // Plane is a running control plane.
@@ -137,6 +140,9 @@ func (p *Plane) start(ctx context.Context, o Options) error {
 		},
 		CRDInstallOptions:       envtest.CRDInstallOptions{Paths: o.CRDPaths, ErrorIfPathMissing: true},
 		ControlPlaneStopTimeout: 30 * time.Second,
+	}
+	if o.Webhooks != nil {
+		p.env.WebhookInstallOptions = *o.Webhooks
 	}
 	fmt.Fprintln(p.out, "starting etcd and kube-apiserver")
 	if _, err := p.env.Start(); err != nil {
@@ -393,6 +399,10 @@ func (p *Plane) Listening() []string {
 	}
 	return addrs
 }
+
+// Webhooks says where the installed webhook configurations expect the webhooks to be served:
+// LocalServingHost, LocalServingPort and the certificate in LocalServingCertDir.
+func (p *Plane) Webhooks() envtest.WebhookInstallOptions { return p.env.WebhookInstallOptions }
 
 // Server is the API server's URL.
 func (p *Plane) Server() string { return p.Config.Host }

@@ -24,6 +24,7 @@ import (
 	"kiln.dev/kiln/internal/controller/trainingjob"
 	"kiln.dev/kiln/internal/render"
 	"kiln.dev/kiln/internal/validation"
+	"kiln.dev/kiln/internal/webhook"
 )
 
 // Options configure the manager; cmd/kiln-manager maps its flags onto them.
@@ -47,6 +48,8 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// Policy is what the administrator lets Kiln objects ask of the hosts.
 	Policy validation.Policy
+	// Webhooks configure admission; off unless Webhooks.Enabled.
+	Webhooks webhook.Options
 }
 
 // LeaderElectionID names the lease replicas compete for.
@@ -117,6 +120,12 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up gang admission: %w", err)
+	}
+	if o.Webhooks.Enabled {
+		o.Webhooks.Policy = o.Policy
+		if err := webhook.Setup(mgr, o.Webhooks); err != nil {
+			return nil, fmt.Errorf("setting up the webhooks: %w", err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err

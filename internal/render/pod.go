@@ -108,8 +108,16 @@ func (r *renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 	if r.shape.GPUsPerNode > 0 && r.opts.RuntimeClassName != "" {
 		pod.RuntimeClassName = ptr.To(r.opts.RuntimeClassName)
 	}
+	annotations := overlay.Annotations
+	if shm := spec.SharedMemory; shm != nil && shm.IsZero() {
+		// Kiln's pod webhook would otherwise add the /dev/shm the user turned off.
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[AnnotationSharedMemory] = SharedMemoryOff
+	}
 	return corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: overlay.Annotations},
+		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
 		Spec:       pod,
 	}, nil
 }

@@ -36,6 +36,11 @@ const (
 	ManagedBy      = "kiln"
 	LabelQueueName = "kueue.x-k8s.io/queue-name"
 
+	// AnnotationSharedMemory "off" on a pod keeps Kiln's pod webhook from adding a
+	// memory-backed /dev/shm to it.
+	AnnotationSharedMemory = "kiln.dev/shm"
+	SharedMemoryOff        = "off"
+
 	// ContainerName is the training container's name.
 	ContainerName = "trainer"
 

@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
 	"kiln.dev/kiln/test/framework"
 )
 
@@ -18,12 +22,28 @@ func TestInstallManifestsApplyToARealAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
+	// A cluster without Kiln: the shared plane's webhook configurations point at the in-process
+	// manager's URL, which the manifests' Service reference cannot patch over.
+	bare, err := framework.Start(context.Background(), "", 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// A server-side dry run checks every object but creates none, so the shared plane stays as
-	// it was; the namespace exists already, since the tests' manager runs with config/rbac.
+	t.Cleanup(func() { _ = bare.Stop() })
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, bare.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A server-side dry run checks every object but creates none; only the namespace must
+	// really exist for the namespaced objects to be checked.
+	cs, err := kubernetes.NewForConfig(bare.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kiln-system"}}
+	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{}) })
 	cmd := exec.Command(tools["kubectl"], "--kubeconfig", kubeconfig, "apply", "--dry-run=server",
 		"-k", filepath.Join(framework.RepoRoot(), "config", "default"))
 	out, err := cmd.CombinedOutput()
@@ -33,6 +53,9 @@ func TestInstallManifestsApplyToARealAPIServer(t *testing.T) {
 	for _, want := range []string{
 		"customresourcedefinition.apiextensions.k8s.io/trainingjobs.kiln.dev",
 		"clusterrole.rbac.authorization.k8s.io/kiln-manager", "deployment.apps/kiln-manager",
+		"mutatingwebhookconfiguration.admissionregistration.k8s.io/kiln-mutating-webhooks",
+		"validatingwebhookconfiguration.admissionregistration.k8s.io/kiln-validating-webhooks",
+		"service/kiln-webhook-service",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("applied objects lack %s:\n%s", want, out)

@@ -25,7 +25,7 @@ const pools = "a100=2x8,l4=2x4@NVIDIA-L4,cpu=2x0"
 var plane *controlplane.Plane
 
 func TestMain(m *testing.M) {
-	os.Exit(framework.Main(func() int { return withManager(m.Run) }, pools, time.Second, &plane))
+	os.Exit(framework.Main(func() int { return withManager(m.Run) }, pools, time.Second, &plane, framework.WithWebhooks()))
 }
 
 // withManager runs Kiln's manager in-process against the plane while the tests run, with its
@@ -46,14 +46,19 @@ func withManager(run func() int) int {
 		fmt.Fprintln(os.Stderr, "kiln-manager credentials:", err)
 		return 1
 	}
-	mgr, err := manager.New(cfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0"})
+	mgr, err := manager.New(cfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0", Webhooks: framework.WebhookOptions(plane)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
 		return 1
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	code := run()
+	code := 1
+	if err := framework.WaitForWebhooks(plane, time.Minute); err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
+	} else {
+		code = run()
+	}
 	stop()
 	if err := <-done; err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-manager:", err)

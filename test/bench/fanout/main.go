@@ -199,7 +199,7 @@ func kiln(ctx context.Context, c config, plane *controlplane.Plane, auditLog, mg
 		return result{}, err
 	}
 	defer logf.Close()
-	mgr := exec.Command(mgrBin, "--kubeconfig", kcPath, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+	mgr := exec.Command(mgrBin, "--kubeconfig", kcPath, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--webhooks=false",
 		fmt.Sprintf("--kube-api-qps=%g", c.managerQPS), fmt.Sprintf("--kube-api-burst=%d", int(2*c.managerQPS)))
 	mgr.Stdout, mgr.Stderr = logf, logf
 	if err := mgr.Start(); err != nil {

@@ -1,0 +1,188 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/validation"
+)
+
+// kinds is the one place where a Kiln kind's admission is registered: one line
+// per kind. Its defaulter, validator and warner live in a file of their own.
+func kinds() []registration {
+	return []registration{
+		register(&v1alpha1.TrainingJob{}, Kind[*v1alpha1.TrainingJob]{
+			Resource:       "trainingjobs",
+			Default:        defaultTrainingJob,
+			Validate:       validation.ValidateTrainingJob,
+			ValidateUpdate: validation.ValidateTrainingJobUpdate,
+			Admit:          admitTrainingJob,
+		}),
+	}
+}
+
+// Cluster is what admission may read of the cluster.
+type Cluster struct {
+	// Cached reads from the manager's informers: nodes, namespaces, StorageClasses.
+	Cached client.Reader
+	// Live reads from the API server, for objects the manager does not cache
+	// (users' Secrets and claims, read as metadata only).
+	Live client.Reader
+	// Policy is what the administrator lets Kiln objects ask of the hosts.
+	Policy validation.Policy
+}
+
+// Kind is the admission of one Kiln kind. Validate is required; the rest are optional.
+type Kind[T client.Object] struct {
+	// Resource is the kind's plural resource name, as in its CRD.
+	Resource string
+	// Default fills in, at creation, defaults that need the cluster or other fields
+	// (the CRD defaults the rest). Its warnings say what it chose and why.
+	Default func(ctx context.Context, c Cluster, obj T) (admission.Warnings, error)
+	// Validate checks an object on its own: the pure checks of internal/validation.
+	Validate func(obj T) field.ErrorList
+	// ValidateUpdate checks a change of the spec; Validate of the new object when nil.
+	ValidateUpdate func(newObj, oldObj T) field.ErrorList
+	// Admit checks, at creation, what needs the cluster. Errors refuse the object,
+	// warnings advise; an error return means the cluster could not be read.
+	Admit func(ctx context.Context, c Cluster, obj T) (field.ErrorList, admission.Warnings, error)
+}
+
+// registration is a Kind with its type erased, so kinds() can list every kind.
+type registration struct {
+	resource string
+	object   client.Object
+	mutating bool
+	handlers func(scheme *runtime.Scheme, c Cluster) (mutate, validate admission.Handler, err error)
+}
+
+func register[T client.Object](obj T, k Kind[T]) registration {
+	return registration{
+		resource: k.Resource,
+		object:   obj,
+		mutating: k.Default != nil,
+		handlers: func(scheme *runtime.Scheme, c Cluster) (admission.Handler, admission.Handler, error) {
+			gvk, err := apiutil.GVKForObject(obj, scheme)
+			if err != nil {
+				return nil, nil, err
+			}
+			h := &kindHandler[T]{kind: k, gk: gvk.GroupKind(), decoder: admission.NewDecoder(scheme), cluster: c}
+			var mutate admission.Handler
+			if k.Default != nil {
+				mutate = admission.HandlerFunc(h.mutate)
+			}
+			return mutate, admission.HandlerFunc(h.validate), nil
+		},
+	}
+}
+
+// paths are where a kind's webhooks are served, named as controller-runtime names them.
+func paths(gvk schema.GroupVersionKind) (mutate, validate string) {
+	s := strings.ReplaceAll(gvk.Group, ".", "-") + "-" + gvk.Version + "-" + strings.ToLower(gvk.Kind)
+	return "/mutate-" + s, "/validate-" + s
+}
+
+type kindHandler[T client.Object] struct {
+	kind    Kind[T]
+	gk      schema.GroupKind
+	decoder admission.Decoder
+	cluster Cluster
+}
+
+func (h *kindHandler[T]) newObject() T {
+	var zero T
+	return reflect.New(reflect.TypeOf(zero).Elem()).Interface().(T)
+}
+
+// mutate defaults a new object and returns the change as a JSON patch.
+func (h *kindHandler[T]) mutate(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create {
+		return admission.Allowed("")
+	}
+	obj := h.newObject()
+	if err := h.decoder.DecodeRaw(req.Object, obj); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	warnings, err := h.kind.Default(ctx, h.cluster, obj)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "defaulting", "kind", h.gk.Kind, "namespace", req.Namespace, "name", req.Name)
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("defaulting %s: %w", h.gk.Kind, err))
+	}
+	defaulted, err := json.Marshal(obj)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	return admission.PatchResponseFromRaw(req.Object.Raw, defaulted).WithWarnings(warnings...)
+}
+
+// validate refuses an invalid object with every field error at once, and passes on warnings.
+func (h *kindHandler[T]) validate(ctx context.Context, req admission.Request) admission.Response {
+	obj := h.newObject()
+	var (
+		errs     field.ErrorList
+		warnings admission.Warnings
+	)
+	switch req.Operation {
+	case admissionv1.Create:
+		if err := h.decoder.DecodeRaw(req.Object, obj); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		errs = h.kind.Validate(obj)
+		if h.kind.Admit != nil && len(errs) == 0 {
+			var err error
+			errs, warnings, err = h.kind.Admit(ctx, h.cluster, obj)
+			if err != nil {
+				ctrl.LoggerFrom(ctx).Error(err, "reading the cluster", "kind", h.gk.Kind, "namespace", req.Namespace, "name", req.Name)
+				return admission.Errored(http.StatusInternalServerError,
+					fmt.Errorf("Kiln could not check this %s against the cluster, try again: %w", h.gk.Kind, err))
+			}
+		}
+	case admissionv1.Update:
+		old := h.newObject()
+		if err := h.decoder.DecodeRaw(req.Object, obj); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		if err := h.decoder.DecodeRaw(req.OldObject, old); err != nil {
+			return admission.Errored(http.StatusBadRequest, err)
+		}
+		// The API server bumps the generation before validating admission only
+		// when the spec changed. A metadata-only write (a finalizer, a label) is
+		// let through, so an object stored under older rules can still be deleted.
+		if obj.GetGeneration() == old.GetGeneration() {
+			return admission.Allowed("")
+		}
+		if h.kind.ValidateUpdate != nil {
+			errs = h.kind.ValidateUpdate(obj, old)
+		} else {
+			errs = h.kind.Validate(obj)
+		}
+	default:
+		return admission.Allowed("")
+	}
+	if len(errs) > 0 {
+		return refuse(h.gk, obj.GetName(), errs).WithWarnings(warnings...)
+	}
+	return admission.Allowed("").WithWarnings(warnings...)
+}
+
+// refuse turns field errors into the API's Invalid status, so clients print each
+// field path with its reason, as for the API server's own validation.
+func refuse(gk schema.GroupKind, name string, errs field.ErrorList) admission.Response {
+	status := apierrors.NewInvalid(gk, name, errs).ErrStatus
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
+}
