@@ -66,6 +66,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.parallelism <= self.maxTrials",message="parallelism must not exceed maxTrials",fieldPath=".parallelism"
 // +kubebuilder:validation:XValidation:rule="self.algorithm != 'hyperband' || !has(self.earlyStopping) || self.earlyStopping.rule != 'median'",message="algorithm hyperband stops trials by ASHA; leave earlyStopping.rule unset or asha",fieldPath=".earlyStopping.rule"
 // +kubebuilder:validation:XValidation:rule="!has(self.trialTemplate.env) || self.trialTemplate.env.all(e, !e.name.startsWith('KILN_'))",message="env names starting with KILN_ are set by Kiln on each trial",fieldPath=".trialTemplate.env"
+// +kubebuilder:validation:XValidation:rule="!(self.algorithm == 'hyperband' || (has(self.earlyStopping) && has(self.earlyStopping.rule) && self.earlyStopping.rule == 'asha')) || (has(self.earlyStopping) && has(self.earlyStopping.maxSteps))",message="successive halving (algorithm hyperband or rule asha) needs earlyStopping.maxSteps, the most steps a trial reports",fieldPath=".earlyStopping"
 type SweepSpec struct {
 	// parameters are the search space: each trial is given one value of each.
 	// Names become ${params.NAME} in the trial template and KILN_PARAM_<NAME> (upper
@@ -168,6 +169,14 @@ type SweepParameter struct {
 	// and needs min > 0.
 	// +optional
 	Scale Scale `json:"scale,omitempty"`
+
+	// points is how many values grid search takes from an int or float parameter,
+	// evenly spaced (in log space on a log scale) and including both bounds; an int
+	// parameter with fewer values takes every one. The default is 5.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	Points int32 `json:"points,omitempty"`
 
 	// values are the choices of a categorical parameter.
 	// +optional

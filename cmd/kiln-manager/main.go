@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -27,6 +28,10 @@ func main() {
 	})
 	flag.IntVar(&o.Burst, "kube-api-burst", 100, "burst of queries to the API server")
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "objects each controller works on at once")
+	flag.StringVar(&o.Sweep.MetricsAddr, "sweep-metrics-bind-address", "0", `address where Sweeps' trials push metrics; "0" turns it off (trials then report on stdout only)`)
+	flag.StringVar(&o.Sweep.MetricsURL, "sweep-metrics-url", "", "base URL trials reach that address at, such as http://kiln-sweep-metrics.kiln-system.svc:8444")
+	flag.StringVar(&o.Sweep.MetricsCertDir, "sweep-metrics-cert-dir", "", "directory with tls.crt and tls.key to serve trials' pushes over HTTPS")
+	flag.DurationVar(&o.Sweep.LogInterval, "sweep-log-interval", 15*time.Second, "how often running trials' logs are read for kiln-metric lines; negative turns it off")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

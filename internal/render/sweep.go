@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/sweep"
 )
 
 // TrialName is the name of a Sweep's trial: the index makes it deterministic, so a
@@ -52,11 +53,6 @@ func substitute(s string, values map[string]string) string {
 	})
 }
 
-// ParamEnvName is the variable that holds a parameter's value in each trial.
-func ParamEnvName(param string) string {
-	return v1alpha1.EnvParamPrefix + strings.ToUpper(param)
-}
-
 // TrialOptions are what a trial needs beyond its Sweep and assignment.
 type TrialOptions struct {
 	// MetricsURL is the push server's base URL; empty leaves the trial with the
@@ -86,7 +82,7 @@ func Trial(sw *v1alpha1.Sweep, index int, values map[string]string, o TrialOptio
 		spec.Env[i].Value = substitute(spec.Env[i].Value, values)
 	}
 	for _, p := range sw.Spec.Parameters {
-		spec.Env = append(spec.Env, corev1.EnvVar{Name: ParamEnvName(p.Name), Value: values[p.Name]})
+		spec.Env = append(spec.Env, corev1.EnvVar{Name: sweep.EnvName(p.Name), Value: values[p.Name]})
 	}
 	if o.MetricsURL != "" {
 		spec.Env = append(spec.Env,

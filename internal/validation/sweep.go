@@ -54,9 +54,15 @@ func Sweep(sw *v1alpha1.Sweep) field.ErrorList {
 		if es.Rule == v1alpha1.EarlyStoppingMedian && spec.Algorithm == v1alpha1.AlgorithmHyperband {
 			errs = append(errs, field.Invalid(ep.Child("rule"), es.Rule, "algorithm hyperband stops trials by ASHA; leave rule unset or asha"))
 		}
+		if (es.Rule == v1alpha1.EarlyStoppingASHA || spec.Algorithm == v1alpha1.AlgorithmHyperband) && es.MaxSteps == 0 {
+			errs = append(errs, field.Required(ep.Child("maxSteps"), "successive halving needs the most steps a trial reports"))
+		}
 		if es.MaxSteps > 0 && es.MinSteps >= es.MaxSteps {
 			errs = append(errs, field.Invalid(ep.Child("minSteps"), es.MinSteps, "must be less than maxSteps"))
 		}
+	}
+	if spec.Algorithm == v1alpha1.AlgorithmHyperband && spec.EarlyStopping == nil {
+		errs = append(errs, field.Required(p.Child("earlyStopping", "maxSteps"), "successive halving needs the most steps a trial reports"))
 	}
 	switch spec.Algorithm {
 	case "", v1alpha1.AlgorithmGrid, v1alpha1.AlgorithmRandom, v1alpha1.AlgorithmTPE, v1alpha1.AlgorithmHyperband:

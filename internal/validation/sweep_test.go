@@ -60,7 +60,10 @@ func TestSweep(t *testing.T) {
 		{"median with hyperband", func(s *v1alpha1.Sweep) {
 			s.Spec.Algorithm = v1alpha1.AlgorithmHyperband
 			s.Spec.EarlyStopping = &v1alpha1.EarlyStopping{Rule: v1alpha1.EarlyStoppingMedian}
-		}, []string{"FieldValueInvalid spec.earlyStopping.rule"}},
+		}, []string{"FieldValueInvalid spec.earlyStopping.rule", "FieldValueRequired spec.earlyStopping.maxSteps"}},
+		{"asha without maxSteps", func(s *v1alpha1.Sweep) {
+			s.Spec.EarlyStopping = &v1alpha1.EarlyStopping{Rule: v1alpha1.EarlyStoppingASHA, MinSteps: 1}
+		}, []string{"FieldValueRequired spec.earlyStopping.maxSteps"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sw := validSweep()

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -38,21 +39,55 @@ func withManager(run func() int) int {
 	}
 	defer log.Close()
 	ctrl.SetLogger(zap.New(zap.WriteTo(log)))
-	mgr, err := manager.New(plane.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0"})
-	if err != nil {
+	if err := kilnManager.start(); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
 		return 1
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
 	code := run()
-	stop()
-	if err := <-done; err != nil {
+	if err := kilnManager.stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
 		code = max(code, 1)
 	}
 	return code
+}
+
+// kiln is the in-process manager. Tests that kill it mid-work stop and start it again.
+var kilnManager managerProcess
+
+type managerProcess struct {
+	cancel context.CancelFunc
+	done   chan error
+	// sweepMetrics is the push server's address, kept across restarts so trials
+	// created before one still reach it.
+	sweepMetrics string
+}
+
+func (m *managerProcess) start() error {
+	if m.sweepMetrics == "" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		m.sweepMetrics = l.Addr().String()
+		l.Close()
+	}
+	mgr, err := manager.New(plane.Config, manager.Options{
+		MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true,
+		Sweep: manager.SweepOptions{MetricsAddr: m.sweepMetrics, MetricsURL: "http://" + m.sweepMetrics, LogInterval: 2 * time.Second},
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel, m.done = cancel, make(chan error, 1)
+	go func() { m.done <- mgr.Start(ctx) }()
+	return nil
+}
+
+// stop cancels the manager and waits until it has stopped.
+func (m *managerProcess) stop() error {
+	m.cancel()
+	return <-m.done
 }
 
 func clientset(t *testing.T) *kubernetes.Clientset {
