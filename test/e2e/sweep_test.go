@@ -1,0 +1,416 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/render"
+)
+
+const (
+	sweepTrials      = 12
+	sweepParallelism = 4
+	// sweepSteps is how many steps each trial reports (earlyStopping.maxSteps).
+	sweepSteps = 9
+)
+
+// sweepLoss is the synthetic objective the test's stand-in trial code reports:
+// best near x = 0.3, improving with steps.
+func sweepLoss(x float64, step int) float64 {
+	return 4*(x-0.3)*(x-0.3) + 0.5/float64(step) + 0.1
+}
+
+func sweepSpec(ns, name string) *v1alpha1.Sweep {
+	return &v1alpha1.Sweep{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1alpha1.SweepSpec{
+			Parameters: []v1alpha1.SweepParameter{
+				{Name: "x", Type: v1alpha1.ParameterFloat, Min: "0", Max: "1"},
+				{Name: "lr", Type: v1alpha1.ParameterFloat, Min: "1e-4", Max: "1e-1", Scale: v1alpha1.ScaleLog},
+			},
+			Objective:     v1alpha1.SweepObjective{Metric: "val_loss", Direction: v1alpha1.Minimize},
+			Algorithm:     v1alpha1.AlgorithmRandom,
+			Seed:          7,
+			MaxTrials:     sweepTrials,
+			Parallelism:   sweepParallelism,
+			// The median rule leaves several trials to finish, so the best among them
+			// is a real choice; ASHA (one in three per rung) would leave one or two.
+			EarlyStopping: &v1alpha1.EarlyStopping{Rule: v1alpha1.EarlyStoppingMedian, MinSteps: 2, MaxSteps: sweepSteps},
+			TrialTemplate: *withAnnotations(trainingJob(ns, ""), simRunTime, "1h").Spec.DeepCopy(),
+		},
+	}
+}
+
+// A Sweep of 12 trials with parallelism 4. The test is the trial code: it pushes each
+// running trial's metrics with the trial's own token, one step per round, and ends a
+// trial (its pod exits 0) after its last step. Kiln must never run more than 4 trials at
+// once, stop losers early, report the best trial, refuse a wrong token, and lose or
+// duplicate nothing when the manager is killed mid-sweep.
+func TestSweep(t *testing.T) {
+	c, ns := kilnClient(t), namespace(t)
+	cs := clientset(t)
+	ctx := context.Background()
+	sw := sweepSpec(ns, "tune")
+	sw.Spec.TrialTemplate.Args = []string{"--x=${params.x}", "--lr=${params.lr}"}
+	create(t, c, sw)
+
+	type seen struct {
+		params string
+		x      float64
+		steps  int // steps pushed
+		done   bool
+		final  float64
+	}
+	trials := map[string]*seen{}
+	maxRunning, restarted, wrongTokenTried := 0, false, false
+	var beforeRestart map[string]string // trial -> parameters annotation
+
+	deadline := time.Now().Add(6 * time.Minute)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sweep did not finish; status %+v", getSweep(t, c, sw).Status)
+		}
+		var list v1alpha1.TrainingJobList
+		if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelSweep: sw.Name}); err != nil {
+			t.Fatal(err)
+		}
+		running := 0
+		for i := range list.Items {
+			tj := &list.Items[i]
+			if trialRunning(tj) {
+				running++
+			}
+		}
+		maxRunning = max(maxRunning, running)
+		if running > sweepParallelism {
+			t.Fatalf("%d trials run at once, more than parallelism %d", running, sweepParallelism)
+		}
+
+		for i := range list.Items {
+			tj := &list.Items[i]
+			s := trials[tj.Name]
+			if s == nil {
+				var values map[string]string
+				if err := json.Unmarshal([]byte(tj.Annotations[v1alpha1.AnnotationTrialParameters]), &values); err != nil {
+					t.Fatalf("trial %s parameters: %v", tj.Name, err)
+				}
+				x, err := strconv.ParseFloat(values["x"], 64)
+				if err != nil {
+					t.Fatalf("trial %s: x %q", tj.Name, values["x"])
+				}
+				if got := trialArg(tj, "--x="); got != values["x"] {
+					t.Fatalf("trial %s: args have x %q, parameters %q", tj.Name, got, values["x"])
+				}
+				s = &seen{params: tj.Annotations[v1alpha1.AnnotationTrialParameters], x: x}
+				trials[tj.Name] = s
+			}
+			if !trialRunning(tj) || s.done || tj.Status.State != v1alpha1.StateRunning {
+				continue
+			}
+			token, url := trialEndpoint(t, cs, tj)
+			if !wrongTokenTried {
+				wrongTokenTried = true
+				refusesWrongToken(t, c, tj, url, token)
+			}
+			if s.steps < sweepSteps {
+				s.steps++
+				v := sweepLoss(s.x, s.steps)
+				code := push(t, url, token, fmt.Sprintf("kiln-metric step=%d val_loss=%g", s.steps, v))
+				switch code {
+				case http.StatusNoContent:
+					s.final = v
+				case http.StatusConflict:
+					s.steps-- // stopped between our list and the push
+				default:
+					t.Fatalf("push to %s: HTTP %d", tj.Name, code)
+				}
+				continue
+			}
+			// The last step is stored; the trial's process exits.
+			if tj.Status.Metrics["step"] == strconv.Itoa(sweepSteps) {
+				finishTrialPod(t, cs, tj)
+				s.done = true
+			}
+		}
+
+		if !restarted && len(list.Items) >= 6 {
+			// Kill the manager mid-sweep, let the trials report to nobody for a while,
+			// and start it again.
+			restarted = true
+			beforeRestart = map[string]string{}
+			for _, tj := range list.Items {
+				beforeRestart[tj.Name] = tj.Annotations[v1alpha1.AnnotationTrialParameters]
+			}
+			if err := kilnManager.stop(); err != nil {
+				t.Fatalf("stopping the manager: %v", err)
+			}
+			time.Sleep(2 * time.Second)
+			if err := kilnManager.start(); err != nil {
+				t.Fatalf("starting the manager again: %v", err)
+			}
+			continue
+		}
+
+		got := getSweep(t, c, sw)
+		if got.Status.State == v1alpha1.SweepSucceeded {
+			break
+		}
+		if got.Status.State == v1alpha1.SweepFailed {
+			t.Fatalf("the sweep failed: %s", sweepConditions(got))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+
+	got := getSweep(t, c, sw)
+	t.Logf("sweep ended: %s; at most %d trials ran at once", sweepConditions(got), maxRunning)
+	var list v1alpha1.TrainingJobList
+	if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelSweep: sw.Name}); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing lost, nothing duplicated: exactly the trials 0..11, under their names,
+	// those made before the restart unchanged.
+	var names []string
+	for _, tj := range list.Items {
+		names = append(names, tj.Name)
+		if want, ok := beforeRestart[tj.Name]; ok && tj.Annotations[v1alpha1.AnnotationTrialParameters] != want {
+			t.Errorf("trial %s changed parameters over the restart: %s, was %s", tj.Name, tj.Annotations[v1alpha1.AnnotationTrialParameters], want)
+		}
+	}
+	var want []string
+	for i := range sweepTrials {
+		want = append(want, render.TrialName(sw.Name, i))
+	}
+	slices.Sort(names)
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Fatalf("trials %v, want %v", names, want)
+	}
+	for name := range beforeRestart {
+		if !slices.Contains(names, name) {
+			t.Errorf("trial %s, created before the restart, is gone", name)
+		}
+	}
+
+	// Losers were stopped early: suspended, marked with why, before their last step.
+	stopped := 0
+	for _, tj := range list.Items {
+		why := tj.Annotations[v1alpha1.AnnotationTrialStopped]
+		if why == "" {
+			continue
+		}
+		stopped++
+		if !ptr.Deref(tj.Spec.Suspend, false) {
+			t.Errorf("stopped trial %s is not suspended", tj.Name)
+		}
+		if trials[tj.Name].steps >= sweepSteps {
+			t.Errorf("trial %s was stopped only after its last step", tj.Name)
+		}
+	}
+	if got.Status.Succeeded < 3 {
+		t.Errorf("%d trials succeeded; want several, so the best among them is a real choice", got.Status.Succeeded)
+	}
+	if stopped == 0 || int(got.Status.Stopped) != stopped {
+		t.Errorf("%d trials stopped early (status says %d); want at least one", stopped, got.Status.Stopped)
+	}
+	if got.Status.Succeeded+got.Status.Stopped+got.Status.Failed != sweepTrials || got.Status.Trials != sweepTrials {
+		t.Errorf("status counts %+v do not add up to %d trials", got.Status, sweepTrials)
+	}
+
+	// The best trial is the finished one with the lowest final val_loss.
+	best, bestValue := "", math.Inf(1)
+	for name, s := range trials {
+		if s.done && s.final < bestValue {
+			best, bestValue = name, s.final
+		}
+	}
+	b := got.Status.BestTrial
+	if b == nil || b.Name != best {
+		t.Fatalf("best trial %+v, want %s with val_loss %g", b, best, bestValue)
+	}
+	if v, _ := strconv.ParseFloat(b.Value, 64); math.Abs(v-bestValue) > 1e-4 {
+		t.Errorf("best value %s, want %g", b.Value, bestValue)
+	}
+	if c := apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.SweepConditionSucceeded); c == nil || c.Reason != v1alpha1.ReasonMaxTrialsReached || c.ObservedGeneration != got.Generation {
+		t.Errorf("Succeeded condition %+v, want reason %s", c, v1alpha1.ReasonMaxTrialsReached)
+	}
+}
+
+// trialRunning is what Kiln counts against parallelism: neither stopped nor finished.
+func trialRunning(tj *v1alpha1.TrainingJob) bool {
+	return tj.Annotations[v1alpha1.AnnotationTrialStopped] == "" &&
+		!apimeta.IsStatusConditionTrue(tj.Status.Conditions, v1alpha1.TrainingJobSucceeded) &&
+		!apimeta.IsStatusConditionTrue(tj.Status.Conditions, v1alpha1.TrainingJobFailed)
+}
+
+func trialArg(tj *v1alpha1.TrainingJob, prefix string) string {
+	for _, a := range tj.Spec.Args {
+		if v, ok := strings.CutPrefix(a, prefix); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// trialEndpoint is what the trial's container gets as KILN_METRICS_TOKEN and KILN_METRICS_URL.
+func trialEndpoint(t *testing.T, cs *kubernetes.Clientset, tj *v1alpha1.TrainingJob) (token, url string) {
+	t.Helper()
+	for _, e := range tj.Spec.Env {
+		switch e.Name {
+		case v1alpha1.EnvMetricsURL:
+			url = e.Value
+		case v1alpha1.EnvMetricsToken:
+			ref := e.ValueFrom.SecretKeyRef
+			secret, err := cs.CoreV1().Secrets(tj.Namespace).Get(context.Background(), ref.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatalf("trial %s token: %v", tj.Name, err)
+			}
+			token = string(secret.Data[ref.Key])
+		}
+	}
+	if token == "" || url == "" {
+		t.Fatalf("trial %s has no metrics endpoint in its env %v", tj.Name, tj.Spec.Env)
+	}
+	return token, url
+}
+
+func push(t *testing.T, url, token, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// refusesWrongToken pushes with a wrong token and with none: both get 401 and the
+// trial's record does not change.
+func refusesWrongToken(t *testing.T, c client.Client, tj *v1alpha1.TrainingJob, url, token string) {
+	t.Helper()
+	before := &v1alpha1.TrainingJob{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(tj), before); err != nil {
+		t.Fatal(err)
+	}
+	for _, wrong := range []string{token[:len(token)-1] + "x", "", "Bearer"} {
+		if code := push(t, url, wrong, "kiln-metric step=1 val_loss=-100"); code != http.StatusUnauthorized {
+			t.Fatalf("push with token %q: HTTP %d, want 401", wrong, code)
+		}
+	}
+	time.Sleep(time.Second)
+	after := &v1alpha1.TrainingJob{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(tj), after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Annotations[v1alpha1.AnnotationTrialCurve] != before.Annotations[v1alpha1.AnnotationTrialCurve] ||
+		!maps.Equal(after.Status.Metrics, before.Status.Metrics) {
+		t.Fatalf("a refused push changed the trial: curve %q -> %q, metrics %v -> %v",
+			before.Annotations[v1alpha1.AnnotationTrialCurve], after.Annotations[v1alpha1.AnnotationTrialCurve], before.Status.Metrics, after.Status.Metrics)
+	}
+}
+
+// finishTrialPod ends the trial's process with exit code 0, as the training code would
+// after its last step: the rank-0 pod's container terminates and the pod succeeds.
+func finishTrialPod(t *testing.T, cs *kubernetes.Clientset, tj *v1alpha1.TrainingJob) {
+	t.Helper()
+	ctx := context.Background()
+	pods, err := cs.CoreV1().Pods(tj.Namespace).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + tj.Status.JobName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		now := metav1.Now()
+		p.Status.Phase = corev1.PodSucceeded
+		for j := range p.Status.ContainerStatuses {
+			cst := &p.Status.ContainerStatuses[j]
+			start := now
+			if cst.State.Running != nil {
+				start = cst.State.Running.StartedAt
+			}
+			cst.Ready, cst.Started = false, ptr.To(false)
+			cst.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: start, FinishedAt: now}}
+		}
+		for j := range p.Status.Conditions {
+			if cond := &p.Status.Conditions[j]; cond.Type == corev1.PodReady || cond.Type == corev1.ContainersReady {
+				cond.Status, cond.Reason, cond.LastTransitionTime = corev1.ConditionFalse, "PodCompleted", now
+			}
+		}
+		if _, err := cs.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("ending trial %s's pod: %v", tj.Name, err)
+		}
+	}
+}
+
+func getSweep(t *testing.T, c client.Client, sw *v1alpha1.Sweep) *v1alpha1.Sweep {
+	t.Helper()
+	got := &v1alpha1.Sweep{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(sw), got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func sweepConditions(sw *v1alpha1.Sweep) string {
+	var parts []string
+	for _, c := range sw.Status.Conditions {
+		parts = append(parts, fmt.Sprintf("%s=%s (%s: %s)", c.Type, c.Status, c.Reason, c.Message))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Bad Sweeps are refused by the API server with the field path of the mistake.
+func TestSweepAdmission(t *testing.T) {
+	c, ns := kilnClient(t), namespace(t)
+	for _, tc := range []struct {
+		name   string
+		modify func(*v1alpha1.Sweep)
+		want   []string
+	}{
+		{"empty search space", func(s *v1alpha1.Sweep) { s.Spec.Parameters = nil }, []string{"spec.parameters"}},
+		{"min above max", func(s *v1alpha1.Sweep) { s.Spec.Parameters[0].Min = "2" }, []string{"spec.parameters[0].min", "min must not be greater than max"}},
+		{"log scale with min 0", func(s *v1alpha1.Sweep) { s.Spec.Parameters[1].Min = "0" }, []string{"spec.parameters[1].min", "log scale needs min > 0"}},
+		{"log scale with negative min", func(s *v1alpha1.Sweep) { s.Spec.Parameters[1].Min = "-0.1" }, []string{"spec.parameters[1].min", "log scale needs min > 0"}},
+		{"more parallelism than maxTrials", func(s *v1alpha1.Sweep) { s.Spec.Parallelism = 13 }, []string{"spec.parallelism", "must not exceed maxTrials"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sw := sweepSpec(ns, "bad")
+			tc.modify(sw)
+			err := c.Create(context.Background(), sw)
+			if err == nil {
+				t.Fatal("created; want it refused")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
