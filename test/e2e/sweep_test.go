@@ -47,11 +47,11 @@ func sweepSpec(ns, name string) *v1alpha1.Sweep {
 				{Name: "x", Type: v1alpha1.ParameterFloat, Min: "0", Max: "1"},
 				{Name: "lr", Type: v1alpha1.ParameterFloat, Min: "1e-4", Max: "1e-1", Scale: v1alpha1.ScaleLog},
 			},
-			Objective:     v1alpha1.SweepObjective{Metric: "val_loss", Direction: v1alpha1.Minimize},
-			Algorithm:     v1alpha1.AlgorithmRandom,
-			Seed:          7,
-			MaxTrials:     sweepTrials,
-			Parallelism:   sweepParallelism,
+			Objective:   v1alpha1.SweepObjective{Metric: "val_loss", Direction: v1alpha1.Minimize},
+			Algorithm:   v1alpha1.AlgorithmRandom,
+			Seed:        7,
+			MaxTrials:   sweepTrials,
+			Parallelism: sweepParallelism,
 			// The median rule leaves several trials to finish, so the best among them
 			// is a real choice; ASHA (one in three per rung) would leave one or two.
 			EarlyStopping: &v1alpha1.EarlyStopping{Rule: v1alpha1.EarlyStoppingMedian, MinSteps: 2, MaxSteps: sweepSteps},
