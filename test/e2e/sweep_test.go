@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,12 +21,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/validation"
+	"kiln.dev/kiln/test/framework"
 )
 
 const (
@@ -413,4 +421,53 @@ func TestSweepAdmission(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sweepsIn decodes the Sweeps of an example file.
+func sweepsIn(t *testing.T, file string) []*v1alpha1.Sweep {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*v1alpha1.Sweep
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		var u unstructured.Unstructured
+		err := dec.Decode(&u.Object)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if u.GroupVersionKind() != v1alpha1.GroupVersion.WithKind("Sweep") {
+			continue
+		}
+		sw := &v1alpha1.Sweep{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sw); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if errs := validation.Sweep(sw); len(errs) > 0 {
+			t.Fatalf("%s: %v", file, errs.ToAggregate())
+		}
+		out = append(out, sw)
+	}
+}
+
+// waitForSweepExample follows an example Sweep to its end. On simulated nodes the trial
+// code does not run, so no metrics arrive: every trial succeeds without a value and the
+// sweep ends at maxTrials, having run all its trials, parallelism at a time.
+func waitForSweepExample(t *testing.T, c client.Client, sw *v1alpha1.Sweep) {
+	t.Helper()
+	framework.Eventually(t, 3*timeout, func() error {
+		got := getSweep(t, c, sw)
+		if got.Status.State != v1alpha1.SweepSucceeded {
+			return fmt.Errorf("sweep %s: state %q; %s", sw.Name, got.Status.State, sweepConditions(got))
+		}
+		if got.Status.Trials != sw.Spec.MaxTrials || got.Status.Succeeded != sw.Spec.MaxTrials {
+			return fmt.Errorf("sweep %s ended with %+v, want all %d trials succeeded", sw.Name, got.Status, sw.Spec.MaxTrials)
+		}
+		return nil
+	})
 }
