@@ -37,6 +37,9 @@ const (
 	// AnnotationTrialCurve holds the objective's reported values,
 	// "step=value" comma-separated in ascending step order.
 	AnnotationTrialCurve = "kiln.dev/objective-curve"
+	// AnnotationTrialLogRead marks a finished trial whose log was read to its end
+	// for kiln-metric lines.
+	AnnotationTrialLogRead = "kiln.dev/log-read"
 	// AnnotationTrialStopped marks a trial early stopping ended; its value is why.
 	AnnotationTrialStopped = "kiln.dev/stopped"
 )

@@ -142,7 +142,12 @@ func TestSweep(t *testing.T) {
 			if s.steps < sweepSteps {
 				s.steps++
 				v := sweepLoss(s.x, s.steps)
-				code := push(t, url, token, fmt.Sprintf("kiln-metric step=%d val_loss=%g", s.steps, v))
+				// Both push formats: kiln-metric lines on odd steps, JSON on even ones.
+				body := fmt.Sprintf("kiln-metric step=%d val_loss=%g", s.steps, v)
+				if s.steps%2 == 0 {
+					body = fmt.Sprintf(`{"step": %d, "val_loss": %g}`, s.steps, v)
+				}
+				code := push(t, url, token, body)
 				switch code {
 				case http.StatusNoContent:
 					s.final = v
@@ -188,6 +193,9 @@ func TestSweep(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 
+	if !restarted {
+		t.Fatal("the sweep ended before the manager could be restarted in the middle of it")
+	}
 	got := getSweep(t, c, sw)
 	t.Logf("sweep ended: %s; at most %d trials ran at once", sweepConditions(got), maxRunning)
 	var list v1alpha1.TrainingJobList
@@ -241,6 +249,16 @@ func TestSweep(t *testing.T) {
 	}
 	if got.Status.Succeeded+got.Status.Stopped+got.Status.Failed != sweepTrials || got.Status.Trials != sweepTrials {
 		t.Errorf("status counts %+v do not add up to %d trials", got.Status, sweepTrials)
+	}
+
+	// Each finished trial's status shows its latest and best values.
+	for _, tj := range list.Items {
+		if s := trials[tj.Name]; s.done {
+			want := map[string]string{"step": strconv.Itoa(sweepSteps), "val_loss": strconv.FormatFloat(s.final, 'g', 6, 64), "val_loss.best": strconv.FormatFloat(s.final, 'g', 6, 64)}
+			if !maps.Equal(tj.Status.Metrics, want) {
+				t.Errorf("trial %s metrics %v, want %v", tj.Name, tj.Status.Metrics, want)
+			}
+		}
 	}
 
 	// The best trial is the finished one with the lowest final val_loss.
@@ -327,6 +345,13 @@ func refusesWrongToken(t *testing.T, c client.Client, tj *v1alpha1.TrainingJob, 
 		if code := push(t, url, wrong, "kiln-metric step=1 val_loss=-100"); code != http.StatusUnauthorized {
 			t.Fatalf("push with token %q: HTTP %d, want 401", wrong, code)
 		}
+	}
+	// The right token with a body too large or malformed changes nothing either.
+	if code := push(t, url, token, strings.Repeat("kiln-metric step=1 val_loss=-100\n", 4096)); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized push: HTTP %d, want 413", code)
+	}
+	if code := push(t, url, token, `{"val_loss": "low"}`); code != http.StatusBadRequest {
+		t.Fatalf("malformed push: HTTP %d, want 400", code)
 	}
 	time.Sleep(time.Second)
 	after := &v1alpha1.TrainingJob{}
@@ -467,6 +492,29 @@ func waitForSweepExample(t *testing.T, c client.Client, sw *v1alpha1.Sweep) {
 		}
 		if got.Status.Trials != sw.Spec.MaxTrials || got.Status.Succeeded != sw.Spec.MaxTrials {
 			return fmt.Errorf("sweep %s ended with %+v, want all %d trials succeeded", sw.Name, got.Status, sw.Spec.MaxTrials)
+		}
+		return nil
+	})
+}
+
+// A Sweep whose template names a parameter it does not define passes the CRD's rules
+// (CEL cannot see inside strings); the controller refuses to run it and says where.
+func TestSweepInvalidSpecCondition(t *testing.T) {
+	c, ns := kilnClient(t), namespace(t)
+	sw := sweepSpec(ns, "typo")
+	sw.Spec.TrialTemplate.Args = []string{"--momentum=${params.momentum}"}
+	create(t, c, sw)
+	framework.Eventually(t, timeout, func() error {
+		got := getSweep(t, c, sw)
+		cond := apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.SweepConditionFailed)
+		if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != v1alpha1.ReasonInvalidSpec {
+			return fmt.Errorf("conditions: %s", sweepConditions(got))
+		}
+		if !strings.Contains(cond.Message, "spec.trialTemplate.args[0]") || !strings.Contains(cond.Message, "${params.momentum}") {
+			return fmt.Errorf("message %q does not name the field and the parameter", cond.Message)
+		}
+		if got.Status.State != v1alpha1.SweepFailed || got.Status.Trials != 0 {
+			return fmt.Errorf("state %s with %d trials", got.Status.State, got.Status.Trials)
 		}
 		return nil
 	})

@@ -8,6 +8,8 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -61,12 +63,29 @@ func (p *LogPoller) poll(ctx context.Context) error {
 	}
 	for i := range trials.Items {
 		tj := &trials.Items[i]
-		if stateOf(tj) != search.Running || tj.Status.JobName == "" {
+		state := stateOf(tj)
+		final := state == search.Succeeded || state == search.Failed
+		if tj.Status.JobName == "" || (state != search.Running && !final) || tj.Annotations[v1alpha1.AnnotationTrialLogRead] != "" {
 			continue
 		}
-		if err := p.read(ctx, tj); err != nil {
+		err := p.read(ctx, tj)
+		if err != nil {
 			ctrl.LoggerFrom(ctx).V(1).Info("no metrics from the trial's log", "trial", tj.Name, "reason", err.Error())
 		}
+		if final && err == nil {
+			// The lines printed after the last poll count too; then the log is done with.
+			if err := p.markRead(ctx, tj); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (p *LogPoller) markRead(ctx context.Context, tj *v1alpha1.TrainingJob) error {
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+v1alpha1.AnnotationTrialLogRead+`":"true"}}}`))
+	if err := p.Client.Patch(ctx, &v1alpha1.TrainingJob{ObjectMeta: metav1.ObjectMeta{Name: tj.Name, Namespace: tj.Namespace}}, patch); err != nil {
+		return client.IgnoreNotFound(err)
 	}
 	return nil
 }
