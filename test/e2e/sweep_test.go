@@ -11,6 +11,8 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -518,4 +520,67 @@ func TestSweepInvalidSpecCondition(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The Python and shell snippets of docs/sweep.md, run as a trial would run them (with the
+// trial's KILN_METRICS_URL and KILN_METRICS_TOKEN), report to Kiln as documented.
+func TestSweepDocExamples(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "docs", "sweep.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ns := kilnClient(t), namespace(t)
+	cs := clientset(t)
+	sw := sweepSpec(ns, "doc")
+	sw.Spec.MaxTrials, sw.Spec.Parallelism, sw.Spec.EarlyStopping = 2, 2, nil
+	create(t, c, sw)
+	for i, tc := range []struct {
+		lang, curve string
+		metrics     map[string]string
+		run         func(code string) *exec.Cmd
+	}{
+		{"python", "1=1,2=0.5,3=0.3333333333333333", map[string]string{"step": "3", "val_loss": "0.333333", "val_loss.best": "0.333333"},
+			func(code string) *exec.Cmd { return exec.Command("python3", "-c", code) }},
+		{"shell", "1=0.9,2=0.7", map[string]string{"step": "2", "val_loss": "0.7", "accuracy": "0.81", "val_loss.best": "0.7"},
+			func(code string) *exec.Cmd { return exec.Command("sh", "-c", code) }},
+	} {
+		t.Run(tc.lang, func(t *testing.T) {
+			code := docSnippet(t, string(doc), tc.lang)
+			tj := waitFor(t, c, &v1alpha1.TrainingJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.TrialName(sw.Name, i)}}, inState(v1alpha1.StateRunning))
+			token, url := trialEndpoint(t, cs, tj)
+			cmd := tc.run(code)
+			cmd.Env = append(os.Environ(), v1alpha1.EnvMetricsURL+"="+url, v1alpha1.EnvMetricsToken+"="+token)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s example: %v\n%s", tc.lang, err, out)
+			}
+			if !strings.Contains(string(out), "kiln-metric step=1 ") {
+				t.Errorf("the %s example printed no kiln-metric line:\n%s", tc.lang, out)
+			}
+			waitFor(t, c, tj, func(tj *v1alpha1.TrainingJob) error {
+				if got := tj.Annotations[v1alpha1.AnnotationTrialCurve]; got != tc.curve {
+					return fmt.Errorf("curve %q, want %q", got, tc.curve)
+				}
+				if !maps.Equal(tj.Status.Metrics, tc.metrics) {
+					return fmt.Errorf("metrics %v, want %v", tj.Status.Metrics, tc.metrics)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// docSnippet is the fenced code block after <!-- trial-example: LANG -->.
+func docSnippet(t *testing.T, doc, lang string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(doc, "<!-- trial-example: "+lang+" -->")
+	if !ok {
+		t.Fatalf("docs/sweep.md has no %s example", lang)
+	}
+	_, rest, _ = strings.Cut(rest, "```"+map[string]string{"python": "python", "shell": "sh"}[lang]+"\n")
+	code, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatalf("docs/sweep.md: the %s example is not a closed code block", lang)
+	}
+	return code
 }
