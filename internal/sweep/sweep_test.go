@@ -406,7 +406,9 @@ func TestMedian(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := func(x float64, s State, c []Point) Trial { return Trial{Params: Assignment{"x": x}, State: s, Curve: c} }
+	tr := func(x float64, s State, c []Point) Trial {
+		return Trial{Params: Assignment{"x": x}, State: s, Curve: c}
+	}
 	// Running averages up to step 2: 1.5, 2.5, 3.5 (median 2.5); up to step 3: 1.33, 2.33, 3.33.
 	field := []Trial{
 		tr(0.1, Succeeded, curve(2, 1, 1)),

@@ -7,25 +7,45 @@ import (
 	"slices"
 )
 
-// TPE settings. They are not part of Config: they are the algorithm's, tuned on the
-// benchmark functions in test/bench/sweep.
-const (
-	// tpeStartup is how many trials with a result TPE waits for, sampling at random, before
-	// it models the space.
-	tpeStartup = 10
-	// tpeCandidates is how many candidates TPE draws from l(x) to rank by l(x)/g(x).
-	tpeCandidates = 24
-	// tpeMaxGood bounds the "good" set, so it stays the best few however long the sweep runs.
-	tpeMaxGood = 25
-	// tpeGamma is the share of observations counted good.
-	tpeGamma = 0.1
-	// tpeBandwidth scales the kernels' width (in the unit cube) before Scott's factor
-	// n^(-1/(d+4)).
-	tpeBandwidth = 0.2
-	// tpePriorWeight is the weight of the uniform component each density gets beside its
-	// observations, so no region is ever ruled out.
-	tpePriorWeight = 1.0
-)
+// tpeOptions are TPE's own settings. They are not part of Config: they belong to the
+// algorithm and were tuned on the benchmark functions in test/bench/sweep.
+type tpeOptions struct {
+	// startup is how many trials with a result TPE waits for, sampling at random, before it
+	// models the space.
+	startup int
+	// candidates is how many candidates TPE draws from l(x) to rank by l(x)/g(x).
+	candidates int
+	// gamma is the share of observations counted good, and maxGood the most of them.
+	gamma   float64
+	maxGood int
+	// bandwidth scales each kernel's width: the larger of the gaps to its neighbours along
+	// the axis.
+	bandwidth float64
+	// minBandwidth is the narrowest kernel, in the unit interval, when there are m points:
+	// 1/min(maxNarrowing, m+1). It keeps the good set from collapsing onto one spot.
+	maxNarrowing float64
+	// sampleWiden widens the kernels candidates are drawn from (not those they are scored by),
+	// so the search keeps stepping beyond the good region.
+	sampleWiden float64
+	// catSmoothing is the weight each categorical kernel gives every value beside the 1 it
+	// gives its own.
+	catSmoothing float64
+	// priorWeight is the weight of the uniform component each density gets beside its
+	// observations (each of which weighs 1), so no region is ever ruled out.
+	priorWeight float64
+}
+
+var defaultTPE = tpeOptions{
+	startup:      10,
+	candidates:   24,
+	gamma:        0.25,
+	maxGood:      50,
+	bandwidth:    1,
+	maxNarrowing: 100,
+	sampleWiden:  1,
+	priorWeight:  3,
+	catSmoothing: 0.3,
+}
 
 // tpe is the tree-structured Parzen estimator. It ranks the trials so far, splits them into a
 // good few and the rest, fits a kernel density to each — l(x) to the good, g(x) to the rest —
@@ -42,10 +62,11 @@ type tpe struct {
 	space Space
 	seed  int64
 	dir   Direction
+	opts  tpeOptions
 }
 
 func newTPE(space Space, seed int64, dir Direction) *tpe {
-	return &tpe{space: space, seed: seed, dir: dir}
+	return &tpe{space: space, seed: seed, dir: dir, opts: defaultTPE}
 }
 
 // observation is a trial in the unit cube: numeric parameters in [0, 1] in their scale,
@@ -109,13 +130,13 @@ func (s *tpe) Suggest(trials []Trial, n int) ([]Assignment, error) {
 	out := make([]Assignment, 0, max(n, 0))
 	for i := range max(n, 0) {
 		rng := newRand(s.seed, len(trials)+i)
-		if len(results) < tpeStartup {
+		if len(results) < s.opts.startup {
 			a := s.space.sample(rng)
 			out = append(out, a)
 			bad = append(bad, s.encode(a))
 			continue
 		}
-		nGood := min(tpeMaxGood, max(1, int(math.Ceil(tpeGamma*float64(len(results))))))
+		nGood := min(s.opts.maxGood, max(1, int(math.Ceil(s.opts.gamma*float64(len(results))))))
 		var good []observation
 		rest := append([]observation(nil), bad...)
 		for j, r := range results {
@@ -128,7 +149,7 @@ func (s *tpe) Suggest(trials []Trial, n int) ([]Assignment, error) {
 		l, g := s.parzen(good), s.parzen(rest)
 		var best observation
 		bestScore := math.Inf(-1)
-		for range tpeCandidates {
+		for range s.opts.candidates {
 			c := s.snap(l.sample(rng))
 			if sc := l.logDensity(c) - g.logDensity(c); sc > bestScore || best == nil {
 				best, bestScore = c, sc
@@ -147,12 +168,14 @@ func (s *tpe) snap(o observation) observation {
 	return s.encode(s.decode(o))
 }
 
-// parzen is a kernel density over the unit cube: an equal-weight mixture of one kernel per
-// observation, plus a uniform prior component.
+// parzen is a kernel density over the unit cube: a mixture of one kernel per observation,
+// each weighing 1, and a uniform prior weighing opts.priorWeight.
 type parzen struct {
-	space   Space
-	points  []observation
-	sigma   []float64
+	space  Space
+	opts   tpeOptions
+	points []observation
+	// sigma[k][i] is the width of point k's kernel along axis i.
+	sigma   [][]float64
 	logW    float64 // log weight of each observation's kernel
 	logWPri float64 // log weight of the prior
 	// catOwn and catOther are a categorical kernel's probabilities of its own value and of
@@ -162,47 +185,61 @@ type parzen struct {
 
 func (s *tpe) parzen(points []observation) *parzen {
 	m := float64(len(points))
-	numeric := 0
-	for _, p := range s.space {
-		if p.Type != Categorical {
-			numeric++
-		}
-	}
+	pw := s.opts.priorWeight
 	pz := &parzen{
 		space:    s.space,
+		opts:     s.opts,
 		points:   points,
-		sigma:    make([]float64, len(s.space)),
+		sigma:    make([][]float64, len(points)),
 		catOwn:   make([]float64, len(s.space)),
 		catOther: make([]float64, len(s.space)),
-		logW:     math.Log(1 / (m + tpePriorWeight)),
-		logWPri:  math.Log(tpePriorWeight / (m + tpePriorWeight)),
+		logW:     math.Log(1 / (m + pw)),
+		logWPri:  math.Log(pw / (m + pw)),
 	}
-	scott := math.Pow(max(m, 1), -1/float64(numeric+4))
+	for k := range points {
+		pz.sigma[k] = make([]float64, len(s.space))
+	}
+	minSigma := 1 / min(s.opts.maxNarrowing, m+1)
 	for i, p := range s.space {
-		switch p.Type {
-		case Categorical:
-			// Each kernel puts weight 1 on its own value and spreads the prior's weight over
-			// all of them, as if the prior were shared among the observations.
-			k := float64(len(p.Values))
-			spread := tpePriorWeight / max(m, 1)
-			pz.catOwn[i] = (1 + spread/k) / (1 + spread)
-			pz.catOther[i] = (spread / k) / (1 + spread)
-		default:
-			sigma := tpeBandwidth * scott
-			if p.Type == Int {
-				// Never narrower than half a value, or the kernel could miss its own integer.
-				sigma = max(sigma, 0.5/(p.Max-p.Min+1))
+		if p.Type == Categorical {
+			// Each kernel puts weight 1 on its own value and catSmoothing on every value, so a
+			// value the good trials lack can still win.
+			k, c := float64(len(p.Values)), s.opts.catSmoothing
+			pz.catOwn[i] = (1 + c) / (1 + k*c)
+			pz.catOther[i] = c / (1 + k*c)
+			continue
+		}
+		lo := minSigma
+		if p.Type == Int {
+			// Never narrower than half a value, or the kernel could miss its own integer.
+			lo = max(lo, 0.5/(p.Max-p.Min+1))
+		}
+		// A kernel is as wide as the larger gap to its neighbours along the axis (the interval's
+		// ends count as neighbours): narrow where good trials crowd, wide where they are few.
+		order := make([]int, len(points))
+		for k := range order {
+			order[k] = k
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(points[a][i], points[b][i]) })
+		for j, k := range order {
+			left, right := 0.0, 1.0
+			if j > 0 {
+				left = points[order[j-1]][i]
 			}
-			pz.sigma[i] = max(sigma, 1e-3)
+			if j < len(order)-1 {
+				right = points[order[j+1]][i]
+			}
+			x := points[k][i]
+			pz.sigma[k][i] = min(1, max(lo, s.opts.bandwidth*max(x-left, right-x)))
 		}
 	}
 	return pz
 }
 
 func (pz *parzen) sample(rng *rand.Rand) observation {
-	// Pick a component by weight: 1 for each observation, tpePriorWeight for the prior.
+	// Pick a component by weight: 1 for each observation, priorWeight for the prior.
 	m := float64(len(pz.points))
-	u := rng.Float64() * (m + tpePriorWeight)
+	u := rng.Float64() * (m + pz.opts.priorWeight)
 	prior := u >= m
 	k := min(int(u), len(pz.points)-1)
 	o := make(observation, len(pz.space))
@@ -225,7 +262,7 @@ func (pz *parzen) sample(rng *rand.Rand) observation {
 		case prior:
 			o[i] = rng.Float64()
 		default:
-			o[i] = truncNormal(rng, pz.points[k][i], pz.sigma[i])
+			o[i] = truncNormal(rng, pz.points[k][i], min(1, pz.opts.sampleWiden*pz.sigma[k][i]))
 		}
 	}
 	return o
@@ -249,7 +286,7 @@ func (pz *parzen) logDensity(o observation) float64 {
 			logs[0] -= math.Log(float64(len(p.Values)))
 		}
 	}
-	for _, pt := range pz.points {
+	for k, pt := range pz.points {
 		l := pz.logW
 		for i, p := range pz.space {
 			if p.Type == Categorical {
@@ -260,7 +297,7 @@ func (pz *parzen) logDensity(o observation) float64 {
 				}
 				continue
 			}
-			l += logTruncNormal(o[i], pt[i], pz.sigma[i])
+			l += logTruncNormal(o[i], pt[i], pz.sigma[k][i])
 		}
 		logs = append(logs, l)
 	}
