@@ -584,3 +584,56 @@ func docSnippet(t *testing.T, doc, lang string) string {
 	}
 	return code
 }
+
+// The stdout protocol end to end: kwok serves every simulated container's log from one
+// file, so the test writes the trial's kiln-metric lines there and Kiln must read them
+// from the rank-0 pod's log, and once more after the trial finished.
+func TestSweepMetricsFromLogs(t *testing.T) {
+	logs := filepath.Join(plane.Dir, "simulated-container.log")
+	original, err := os.ReadFile(logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(logs, original, 0o644); err != nil {
+			t.Error(err)
+		}
+	})
+	c, ns := kilnClient(t), namespace(t)
+	cs := clientset(t)
+	sw := sweepSpec(ns, "stdout")
+	sw.Spec.MaxTrials, sw.Spec.Parallelism, sw.Spec.EarlyStopping = 1, 1, nil
+	create(t, c, sw)
+	tj := waitFor(t, c, &v1alpha1.TrainingJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.TrialName(sw.Name, 0)}}, inState(v1alpha1.StateRunning))
+
+	line := func(text string) string { return "2026-01-01T00:00:01.000000000Z stdout F " + text + "\n" }
+	write := func(lines ...string) {
+		if err := os.WriteFile(logs, []byte(string(original)+strings.Join(lines, "")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(line("epoch 1 done"), line("[rank0]: kiln-metric step=1 val_loss=0.8"), line("kiln-metric val_loss=0.6"))
+	waitFor(t, c, tj, func(tj *v1alpha1.TrainingJob) error {
+		if got := tj.Annotations[v1alpha1.AnnotationTrialCurve]; got != "1=0.8,2=0.6" {
+			return fmt.Errorf("curve %q", got)
+		}
+		return nil
+	})
+
+	// A line printed just before the process exits still counts.
+	write(line("kiln-metric step=1 val_loss=0.8"), line("kiln-metric step=2 val_loss=0.6"), line("kiln-metric step=3 val_loss=0.55"))
+	finishTrialPod(t, cs, tj)
+	framework.Eventually(t, timeout, func() error {
+		got := getSweep(t, c, sw)
+		if got.Status.State != v1alpha1.SweepSucceeded || got.Status.BestTrial == nil || got.Status.BestTrial.Value != "0.55" {
+			return fmt.Errorf("state %s, best %+v; %s", got.Status.State, got.Status.BestTrial, sweepConditions(got))
+		}
+		return nil
+	})
+	waitFor(t, c, tj, func(tj *v1alpha1.TrainingJob) error {
+		if tj.Annotations[v1alpha1.AnnotationTrialLogRead] == "" {
+			return fmt.Errorf("the finished trial's log is not marked read: %v", tj.Annotations)
+		}
+		return nil
+	})
+}
