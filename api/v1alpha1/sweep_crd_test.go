@@ -50,6 +50,9 @@ spec:
 		{name: "parallelism equal to maxTrials", obj: sweep(lr, "  parallelism: 12\n")},
 		{name: "KILN_ env in the template", obj: strings.Replace(sweep(lr, ""), "command:", "env: [{name: KILN_PARAM_LR, value: x}], command:", 1), wantErr: "set by Kiln on each trial"},
 		{name: "median with hyperband", obj: sweep(lr, "  algorithm: hyperband\n  earlyStopping: {rule: median}\n"), wantErr: "ASHA"},
+		{name: "asha without maxSteps", obj: sweep(lr, "  earlyStopping: {rule: asha}\n"), wantErr: "needs earlyStopping.maxSteps"},
+		{name: "hyperband without earlyStopping", obj: sweep(lr, "  algorithm: hyperband\n"), wantErr: "needs earlyStopping.maxSteps"},
+		{name: "hyperband with maxSteps", obj: sweep(lr, "  algorithm: hyperband\n  earlyStopping: {maxSteps: 27}\n")},
 		{name: "parameters changed", obj: sweep(`[{name: lr, type: float, min: "1e-4", max: "0.1", scale: log}]`, ""), old: sweep(lr, ""), wantErr: "parameters are immutable"},
 		{name: "parallelism changed", obj: sweep(lr, "  parallelism: 4\n"), old: sweep(lr, "")},
 	}

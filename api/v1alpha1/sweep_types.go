@@ -64,7 +64,7 @@ const (
 // SweepSpec describes the search: the space, the objective, how to search and
 // what each trial runs.
 // +kubebuilder:validation:XValidation:rule="self.parallelism <= self.maxTrials",message="parallelism must not exceed maxTrials",fieldPath=".parallelism"
-// +kubebuilder:validation:XValidation:rule="self.algorithm != 'hyperband' || !has(self.earlyStopping) || self.earlyStopping.rule != 'median'",message="algorithm hyperband stops trials by ASHA; leave earlyStopping.rule unset or asha",fieldPath=".earlyStopping.rule"
+// +kubebuilder:validation:XValidation:rule="self.algorithm != 'hyperband' || !has(self.earlyStopping) || !has(self.earlyStopping.rule) || self.earlyStopping.rule != 'median'",message="algorithm hyperband stops trials by ASHA; leave earlyStopping.rule unset or asha",fieldPath=".earlyStopping.rule"
 // +kubebuilder:validation:XValidation:rule="!has(self.trialTemplate.env) || self.trialTemplate.env.all(e, !e.name.startsWith('KILN_'))",message="env names starting with KILN_ are set by Kiln on each trial",fieldPath=".trialTemplate.env"
 // +kubebuilder:validation:XValidation:rule="!(self.algorithm == 'hyperband' || (has(self.earlyStopping) && has(self.earlyStopping.rule) && self.earlyStopping.rule == 'asha')) || (has(self.earlyStopping) && has(self.earlyStopping.maxSteps))",message="successive halving (algorithm hyperband or rule asha) needs earlyStopping.maxSteps, the most steps a trial reports",fieldPath=".earlyStopping"
 type SweepSpec struct {

@@ -140,10 +140,8 @@ func (r *Reconciler) steps(ctx context.Context, sw *v1alpha1.Sweep) error {
 	}
 
 	created := nextIndex(trials)
-	room := min(int(sw.Spec.Parallelism)-int(s.Running), int(sw.Spec.MaxTrials)-created)
-	if sw.Spec.Parallelism == 0 {
-		room = min(1-int(s.Running), int(sw.Spec.MaxTrials)-created)
-	}
+	// Unset parallelism is 1, as the CRD defaults it.
+	room := min(int(max(sw.Spec.Parallelism, 1)-s.Running), int(sw.Spec.MaxTrials)-created)
 	var proposed []search.Assignment
 	if room > 0 {
 		if proposed, err = searcher.Suggest(historyOf(trials), room); err != nil {

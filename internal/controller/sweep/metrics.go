@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -163,10 +164,18 @@ type Recorder struct {
 	APIReader client.Reader
 }
 
+// The cache may not have a trial yet that was created a moment ago, and a
+// conflict means it is behind: the trial is then read from the API server.
+// +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=get
+
 // Record adds reports to the trial.
 func (m *Recorder) Record(ctx context.Context, key client.ObjectKey, reports []Report) error {
 	tj := &v1alpha1.TrainingJob{}
-	if err := m.Client.Get(ctx, key, tj); err != nil {
+	err := m.Client.Get(ctx, key, tj)
+	if apierrors.IsNotFound(err) {
+		err = m.APIReader.Get(ctx, key, tj)
+	}
+	if err != nil {
 		return err
 	}
 	sw := &v1alpha1.Sweep{}
