@@ -637,3 +637,65 @@ func TestSweepMetricsFromLogs(t *testing.T) {
 		return nil
 	})
 }
+
+// A sweep ends at its goal (stopping the trials still running) and fails after more than
+// maxFailedTrials failed trials.
+func TestSweepEnds(t *testing.T) {
+	c, cs := kilnClient(t), clientset(t)
+	t.Run("goal", func(t *testing.T) {
+		ns := namespace(t)
+		sw := sweepSpec(ns, "goal")
+		sw.Spec.MaxTrials, sw.Spec.Parallelism, sw.Spec.EarlyStopping = 6, 2, nil
+		sw.Spec.Objective.Goal = "0.2"
+		create(t, c, sw)
+		first := waitFor(t, c, &v1alpha1.TrainingJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.TrialName(sw.Name, 0)}}, inState(v1alpha1.StateRunning))
+		second := waitFor(t, c, &v1alpha1.TrainingJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.TrialName(sw.Name, 1)}}, inState(v1alpha1.StateRunning))
+		token, url := trialEndpoint(t, cs, first)
+		if code := push(t, url, token, `{"step": 1, "val_loss": 0.15}`); code != http.StatusNoContent {
+			t.Fatalf("push: HTTP %d", code)
+		}
+		waitFor(t, c, first, func(tj *v1alpha1.TrainingJob) error {
+			if tj.Annotations[v1alpha1.AnnotationTrialCurve] != "1=0.15" {
+				return fmt.Errorf("curve %q", tj.Annotations[v1alpha1.AnnotationTrialCurve])
+			}
+			return nil
+		})
+		finishTrialPod(t, cs, first)
+		framework.Eventually(t, timeout, func() error {
+			got := getSweep(t, c, sw)
+			cond := apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.SweepConditionSucceeded)
+			if cond == nil || cond.Reason != v1alpha1.ReasonGoalReached {
+				return fmt.Errorf("conditions: %s", sweepConditions(got))
+			}
+			if got.Status.BestTrial == nil || got.Status.BestTrial.Name != first.Name || got.Status.Trials != 2 {
+				return fmt.Errorf("best %+v, %d trials created", got.Status.BestTrial, got.Status.Trials)
+			}
+			return nil
+		})
+		waitFor(t, c, second, func(tj *v1alpha1.TrainingJob) error {
+			if !strings.Contains(tj.Annotations[v1alpha1.AnnotationTrialStopped], "goal") || !ptr.Deref(tj.Spec.Suspend, false) {
+				return fmt.Errorf("the other trial runs on: stopped %q, suspend %v", tj.Annotations[v1alpha1.AnnotationTrialStopped], tj.Spec.Suspend)
+			}
+			return nil
+		})
+	})
+	t.Run("too many failures", func(t *testing.T) {
+		ns := namespace(t)
+		sw := sweepSpec(ns, "failing")
+		sw.Spec.MaxTrials, sw.Spec.Parallelism, sw.Spec.EarlyStopping, sw.Spec.MaxFailedTrials = 6, 1, nil, ptr.To[int32](1)
+		sw.Spec.TrialTemplate.PodTemplate.Annotations = map[string]string{simRunTime: "100ms", simExitCode: "3"}
+		sw.Spec.TrialTemplate.Restart.MaxRestarts = ptr.To[int32](0)
+		create(t, c, sw)
+		framework.Eventually(t, 2*timeout, func() error {
+			got := getSweep(t, c, sw)
+			cond := apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.SweepConditionFailed)
+			if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != v1alpha1.ReasonTooManyFailedTrials {
+				return fmt.Errorf("conditions: %s", sweepConditions(got))
+			}
+			if got.Status.Failed != 2 || got.Status.Trials != 2 {
+				return fmt.Errorf("%d failed of %d trials, want 2 of 2", got.Status.Failed, got.Status.Trials)
+			}
+			return nil
+		})
+	})
+}

@@ -121,7 +121,7 @@ func (r *Reconciler) steps(ctx context.Context, sw *v1alpha1.Sweep) error {
 	if err := r.stopLosers(ctx, sw, trials, stopper); err != nil {
 		return err
 	}
-	r.count(sw, trials)
+	best := r.count(sw, trials)
 	s := &sw.Status
 
 	maxFailed := ptr.Deref(sw.Spec.MaxFailedTrials, 3)
@@ -130,9 +130,8 @@ func (r *Reconciler) steps(ctx context.Context, sw *v1alpha1.Sweep) error {
 			fmt.Sprintf("%d trials failed, more than spec.maxFailedTrials (%d)%s", s.Failed, maxFailed, bestSoFar(sw)))
 		return r.stopAll(ctx, sw, trials, "the sweep failed: too many trials failed")
 	}
-	if goal, ok := goalOf(sw); ok && s.BestTrial != nil {
-		best, _ := strconv.ParseFloat(s.BestTrial.Value, 64)
-		if best == goal || better(sw.Spec.Objective.Direction, best, goal) {
+	if goal, ok := goalOf(sw); ok && best != nil {
+		if v := best.search.Value; v == goal || better(sw.Spec.Objective.Direction, v, goal) {
 			r.finish(sw, v1alpha1.SweepConditionSucceeded, v1alpha1.ReasonGoalReached,
 				fmt.Sprintf("trial %s reached %s %s, the goal %s%s", s.BestTrial.Name, sw.Spec.Objective.Metric, s.BestTrial.Value, sw.Spec.Objective.Goal, params(s.BestTrial)))
 			return r.stopAll(ctx, sw, trials, "the sweep reached its goal")
@@ -150,7 +149,14 @@ func (r *Reconciler) steps(ctx context.Context, sw *v1alpha1.Sweep) error {
 		}
 	}
 	for i, a := range proposed {
-		if err := r.create(ctx, sw, created+i, cfg.Space, a); err != nil {
+		err := r.create(ctx, sw, created+i, cfg.Space, a)
+		if apierrors.IsInvalid(err) {
+			// The template passed the Sweep's checks but not the TrainingJob's:
+			// no trial of this sweep can be created.
+			r.finish(sw, v1alpha1.SweepConditionFailed, v1alpha1.ReasonInvalidSpec, "the API server refused a trial: "+err.Error())
+			return r.stopAll(ctx, sw, trials, "the sweep failed: its trials are refused")
+		}
+		if err != nil {
 			return err
 		}
 		s.Running++
@@ -321,8 +327,9 @@ func (r *Reconciler) stop(ctx context.Context, sw *v1alpha1.Sweep, t *trial, why
 }
 
 // count sets the counts and the best trial: the best final value among trials
-// that succeeded (a stopped trial's last value is of a model trained less).
-func (r *Reconciler) count(sw *v1alpha1.Sweep, trials []trial) {
+// that succeeded (a stopped trial's last value is of a model trained less). It
+// returns the best trial, nil when none succeeded with a value.
+func (r *Reconciler) count(sw *v1alpha1.Sweep, trials []trial) *trial {
 	s := &sw.Status
 	s.Running, s.Succeeded, s.Failed, s.Stopped = 0, 0, 0, 0
 	s.Trials = int32(max(int(s.Trials), nextIndex(trials)))
@@ -347,6 +354,7 @@ func (r *Reconciler) count(sw *v1alpha1.Sweep, trials []trial) {
 	if best != nil {
 		s.BestTrial = &v1alpha1.BestTrial{Name: best.tj.Name, Index: int32(best.index), Parameters: best.values, Value: formatValue(best.search.Value)}
 	}
+	return best
 }
 
 func goalOf(sw *v1alpha1.Sweep) (float64, bool) {
