@@ -699,3 +699,37 @@ func TestSweepEnds(t *testing.T) {
 		})
 	})
 }
+
+// kubectl kiln sweep creates a Sweep from a manifest, and status sweep/NAME shows its
+// trials, the best marked.
+func TestCLISweep(t *testing.T) {
+	k := buildKiln(t)
+	c, ns := kilnClient(t), namespace(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kiln := func(args ...string) (string, error) {
+		return k.run(t, append([]string{"--kubeconfig=" + kubeconfig, "-n", ns}, args...)...)
+	}
+	out, err := kiln("sweep", "-f", filepath.Join(framework.RepoRoot(), "examples", "sweep-tpe.yaml"))
+	if err != nil || !strings.Contains(out, "sweep.kiln.dev/line-fit-tuning created") {
+		t.Fatalf("sweep -f: %v\n%s", err, out)
+	}
+	sw := &v1alpha1.Sweep{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "line-fit-tuning"}, Spec: v1alpha1.SweepSpec{MaxTrials: 6}}
+	waitForSweepExample(t, c, sw)
+	for _, args := range [][]string{{"status", "sweep/line-fit-tuning"}, {"sweep", "status", "line-fit-tuning"}} {
+		out, err = kiln(args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		for _, want := range []string{"Sweep " + ns + "/line-fit-tuning: Succeeded, 6 of 6 trials created", "TRIAL", "VAL_LOSS", "line-fit-tuning-5", "MaxTrialsReached"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v lacks %q:\n%s", args, want, out)
+			}
+		}
+	}
+	if out, err := kiln("sweep", "-f", filepath.Join(framework.RepoRoot(), "internal", "cli", "testdata", "sweep-unknown-param.yaml")); err == nil || !strings.Contains(out, "spec.trialTemplate.args[1]") {
+		t.Errorf("an unknown parameter was not refused with its field path: %v\n%s", err, out)
+	}
+}
