@@ -21,12 +21,10 @@ type tpeOptions struct {
 	// bandwidth scales each kernel's width: the larger of the gaps to its neighbours along
 	// the axis.
 	bandwidth float64
-	// minBandwidth is the narrowest kernel, in the unit interval, when there are m points:
-	// 1/min(maxNarrowing, m+1). It keeps the good set from collapsing onto one spot.
+	// maxNarrowing bounds how narrow a kernel gets: with m points, no narrower than
+	// 1/min(maxNarrowing, m+1) of the unit interval. Without a floor the good trials collapse
+	// onto one spot and the search stops moving.
 	maxNarrowing float64
-	// sampleWiden widens the kernels candidates are drawn from (not those they are scored by),
-	// so the search keeps stepping beyond the good region.
-	sampleWiden float64
 	// catSmoothing is the weight each categorical kernel gives every value beside the 1 it
 	// gives its own.
 	catSmoothing float64
@@ -42,7 +40,6 @@ var defaultTPE = tpeOptions{
 	maxGood:      50,
 	bandwidth:    1,
 	maxNarrowing: 100,
-	sampleWiden:  1,
 	priorWeight:  3,
 	catSmoothing: 0.3,
 }
@@ -262,7 +259,7 @@ func (pz *parzen) sample(rng *rand.Rand) observation {
 		case prior:
 			o[i] = rng.Float64()
 		default:
-			o[i] = truncNormal(rng, pz.points[k][i], min(1, pz.opts.sampleWiden*pz.sigma[k][i]))
+			o[i] = truncNormal(rng, pz.points[k][i], pz.sigma[k][i])
 		}
 	}
 	return o
