@@ -67,12 +67,13 @@ type TrainingJobSpec struct {
 	Args []string `json:"args,omitempty"`
 
 	// env is the environment of the training container. Names starting with KILN_ or
-	// PET_ are reserved for the variables Kiln sets.
+	// PET_ are reserved for the variables Kiln sets; a Sweep sets KILN_PARAM_* and
+	// KILN_METRICS_* here on its trials.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=256
-	// +kubebuilder:validation:XValidation:rule="self.all(e, !e.name.startsWith('KILN_') && !e.name.startsWith('PET_'))",message="env names starting with KILN_ or PET_ are reserved for Kiln"
+	// +kubebuilder:validation:XValidation:rule="self.all(e, (!e.name.startsWith('KILN_') || e.name.startsWith('KILN_PARAM_') || e.name.startsWith('KILN_METRICS_')) && !e.name.startsWith('PET_'))",message="env names starting with KILN_ or PET_ are reserved for Kiln"
 	Env []corev1.EnvVar `json:"env,omitempty"`
 
 	// workingDir is the working directory of the training container.

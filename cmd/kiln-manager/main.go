@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -35,6 +36,10 @@ func main() {
 	flag.StringVar(&o.Webhooks.CertDir, "webhook-cert-dir", "", "serve tls.crt and tls.key from this folder (cert-manager); empty: Kiln issues and rotates its own certificate")
 	flag.StringVar(&o.Webhooks.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Kiln's namespace: holds the webhook certificate Secret; its pods are never injected (default kiln-system)")
 	injection := flag.String("injection-config", "", "YAML file of what the pod webhook injects (GPU resources, /dev/shm, sidecars); see docs/admission.md")
+	flag.StringVar(&o.Sweep.MetricsAddr, "sweep-metrics-bind-address", "0", `address where Sweeps' trials push metrics; "0" turns it off (trials then report on stdout only)`)
+	flag.StringVar(&o.Sweep.MetricsURL, "sweep-metrics-url", "", "base URL trials reach that address at, such as http://kiln-sweep-metrics.kiln-system.svc:8444")
+	flag.StringVar(&o.Sweep.MetricsCertDir, "sweep-metrics-cert-dir", "", "directory with tls.crt and tls.key to serve trials' pushes over HTTPS")
+	flag.DurationVar(&o.Sweep.LogInterval, "sweep-log-interval", 15*time.Second, "how often running trials' logs are read for kiln-metric lines; negative turns it off")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

@@ -33,7 +33,7 @@ Start a local Kiln with simulated GPU nodes, then train on 8 GPUs:
 	flags.AddFlags(root.PersistentFlags())
 	c := cluster{flags: flags}
 	root.AddCommand(
-		newTrainCommand(c, streams), newGetCommand(c, streams), newStatusCommand(c, streams),
+		newTrainCommand(c, streams), newSweepCommand(c, streams), newGetCommand(c, streams), newStatusCommand(c, streams),
 		newLogsCommand(c, streams), newExportCommand(c, streams), newDeleteCommand(c, streams),
 		newDoctorCommand(c, streams), newDevCommand(streams), newVersionCommand(streams),
 	)

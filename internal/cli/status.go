@@ -33,16 +33,21 @@ type StatusOptions struct {
 func newStatusCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &StatusOptions{cluster: c, streams: streams, now: time.Now}
 	cmd := &cobra.Command{
-		Use:     "status NAME",
+		Use:     "status NAME | sweep/NAME",
 		Aliases: []string{"describe"},
-		Short:   "Show a TrainingJob as a tree of its native objects, with conditions and recent events",
+		Short:   "Show a TrainingJob as a tree of its native objects, with conditions and recent events; status sweep/NAME shows a Sweep's trials",
 		Long: `The one place to look when something is wrong: the TrainingJob, its shape and why it was chosen,
 the Job and Service of the current attempt, every worker pod with its rank, node and state, the
 volumes, the conditions with their messages, and the latest events of all of them.`,
 		Example: `  kubectl kiln status resnet
-  kubectl kiln status resnet -n research --events 20`,
+  kubectl kiln status resnet -n research --events 20
+  kubectl kiln status sweep/lr-search        # a Sweep's trials sorted by objective, the best marked`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if kind, name, ok := strings.Cut(args[0], "/"); ok && (kind == "sweep" || kind == "sweeps") {
+				so := &SweepStatusOptions{Name: name, cluster: o.cluster, streams: o.streams, now: o.now}
+				return explain(so.Run(cmd.Context()))
+			}
 			o.Name = args[0]
 			return explain(o.Run(cmd.Context()))
 		},

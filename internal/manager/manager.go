@@ -50,6 +50,11 @@ type Options struct {
 	Policy validation.Policy
 	// Webhooks configure admission; off unless Webhooks.Enabled.
 	Webhooks webhook.Options
+	// Sweep configures how Sweeps' trials report metrics.
+	Sweep SweepOptions
+	// SkipNameValidation lets a process build a second manager after the first
+	// stopped (tests that restart it); controller names are otherwise process-unique.
+	SkipNameValidation bool
 }
 
 // LeaderElectionID names the lease replicas compete for.
@@ -89,7 +94,10 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
 		// The manager exits at once when it loses the lease, so a new leader never overlaps it.
 		LeaderElectionReleaseOnCancel: true,
-		Controller:                    config.Controller{MaxConcurrentReconciles: orDefault(o.MaxConcurrentReconciles, 4)},
+		Controller: config.Controller{
+			MaxConcurrentReconciles: orDefault(o.MaxConcurrentReconciles, 4),
+			SkipNameValidation:      &o.SkipNameValidation,
+		},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Only Kiln's own: a cluster's Secrets and ConfigMaps are many and none
 			// of the others' business.
@@ -126,6 +134,9 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		if err := webhook.Setup(mgr, o.Webhooks); err != nil {
 			return nil, fmt.Errorf("setting up the webhooks: %w", err)
 		}
+	}
+	if err := addSweep(mgr, o.Sweep); err != nil {
+		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err

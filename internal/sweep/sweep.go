@@ -25,6 +25,9 @@ type Param struct {
 	Log bool
 	// Values are the choices of a Categorical parameter.
 	Values []string
+	// Points is how many values grid search takes from an Int or Float parameter; 0 means
+	// DefaultGridPoints. Other algorithms ignore it.
+	Points int
 }
 
 // Space is the search space: every parameter a trial is given.

@@ -84,7 +84,7 @@ func validateSpec(spec *v1alpha1.TrainingJobSpec, p *field.Path) field.ErrorList
 	}
 
 	errs = append(errs, validateResources(spec, fw, p)...)
-	errs = append(errs, validateEnv(spec.Env, reservedEnv(spec, fw), p.Child("env"))...)
+	errs = append(errs, validateEnv(spec.Env, reservedEnv(spec, fw), true, p.Child("env"))...)
 	errs = append(errs, validateData(spec.Data, p.Child("data"))...)
 	nodes := int32(0)
 	if spec.Topology != nil {
@@ -191,7 +191,9 @@ func reservedEnv(spec *v1alpha1.TrainingJobSpec, fw v1alpha1.Framework) map[stri
 	return owners
 }
 
-func validateEnv(env []corev1.EnvVar, reserved map[string]string, p *field.Path) field.ErrorList {
+// validateEnv checks env; with sweepVars, the variables a Sweep sets on its
+// trials (KILN_PARAM_*, KILN_METRICS_*) are allowed.
+func validateEnv(env []corev1.EnvVar, reserved map[string]string, sweepVars bool, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	seen := map[string]bool{}
 	for i, e := range env {
@@ -200,6 +202,8 @@ func validateEnv(env []corev1.EnvVar, reserved map[string]string, p *field.Path)
 			errs = append(errs, field.Invalid(np, e.Name, msg))
 		}
 		switch {
+		case sweepVars && (strings.HasPrefix(e.Name, v1alpha1.EnvParamPrefix) || strings.HasPrefix(e.Name, v1alpha1.EnvMetricsPrefix)):
+			// A Sweep's trials carry their parameters and metrics endpoint.
 		case strings.HasPrefix(e.Name, v1alpha1.EnvReservedPrefix) || strings.HasPrefix(e.Name, v1alpha1.EnvTorchrunPrefix):
 			errs = append(errs, field.Forbidden(np, fmt.Sprintf("%s: names starting with %s or %s are set by Kiln",
 				e.Name, v1alpha1.EnvReservedPrefix, v1alpha1.EnvTorchrunPrefix)))
@@ -409,6 +413,6 @@ func validateOverlay(o *v1alpha1.PodTemplateOverlay, reserved map[string]string,
 			errs = append(errs, field.Forbidden(mp.Child("mountPath"), "/kiln/… and /dev/shm are reserved for Kiln"))
 		}
 	}
-	errs = append(errs, validateEnv(o.Env, reserved, p.Child("env"))...)
+	errs = append(errs, validateEnv(o.Env, reserved, false, p.Child("env"))...)
 	return errs
 }

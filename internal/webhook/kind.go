@@ -33,6 +33,10 @@ func kinds() []registration {
 			ValidateUpdate: validation.ValidateTrainingJobUpdate,
 			Admit:          admitTrainingJob,
 		}),
+		register(&v1alpha1.Sweep{}, Kind[*v1alpha1.Sweep]{
+			Resource: "sweeps",
+			Validate: validation.Sweep,
+		}),
 	}
 }
 

@@ -36,7 +36,8 @@ func TestExamplesSucceed(t *testing.T) {
 	applied := 0
 	for _, file := range files {
 		tjs := trainingJobsIn(t, file)
-		if len(tjs) == 0 {
+		sweeps := sweepsIn(t, file)
+		if len(tjs)+len(sweeps) == 0 {
 			continue
 		}
 		applied++
@@ -49,6 +50,10 @@ func TestExamplesSucceed(t *testing.T) {
 			for _, tj := range tjs {
 				tj.Namespace = ns
 				waitFor(t, c, tj, inState(v1alpha1.StateSucceeded))
+			}
+			for _, sw := range sweeps {
+				sw.Namespace = ns
+				waitForSweepExample(t, c, sw)
 			}
 		})
 	}

@@ -4,13 +4,16 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -39,32 +42,70 @@ func withManager(run func() int) int {
 	}
 	defer log.Close()
 	ctrl.SetLogger(zap.New(zap.WriteTo(log)))
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	cfg, err := framework.ManagerConfig(ctx, plane.Config)
+	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-manager credentials:", err)
 		return 1
 	}
-	mgr, err := manager.New(cfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0", Webhooks: framework.WebhookOptions(plane)})
-	if err != nil {
+	kilnManager.config = cfg
+	if err := kilnManager.start(); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
 		return 1
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	code := 1
-	if err := framework.WaitForWebhooks(plane, time.Minute); err != nil {
-		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
-	} else {
-		code = run()
-	}
-	stop()
-	if err := <-done; err != nil {
+	code := run()
+	if err := kilnManager.stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-manager:", err)
 		code = max(code, 1)
 	}
 	return code
+}
+
+// kiln is the in-process manager. Tests that kill it mid-work stop and start it again.
+var kilnManager managerProcess
+
+type managerProcess struct {
+	// config holds the manager ServiceAccount's token.
+	config *rest.Config
+	cancel context.CancelFunc
+	done   chan error
+	// sweepMetrics is the push server's address, kept across restarts so trials
+	// created before one still reach it.
+	sweepMetrics string
+}
+
+func (m *managerProcess) start() error {
+	if m.sweepMetrics == "" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		m.sweepMetrics = l.Addr().String()
+		l.Close()
+	}
+	mgr, err := manager.New(m.config, manager.Options{
+		MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true,
+		Webhooks: framework.WebhookOptions(plane),
+		Sweep:    manager.SweepOptions{MetricsAddr: m.sweepMetrics, MetricsURL: "http://" + m.sweepMetrics, LogInterval: 2 * time.Second},
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel, m.done = cancel, make(chan error, 1)
+	go func() { m.done <- mgr.Start(ctx) }()
+	// Kiln's objects are refused while the webhooks are away; tests start once they serve.
+	if err := framework.WaitForWebhooks(plane, time.Minute); err != nil {
+		return errors.Join(err, m.stop())
+	}
+	return nil
+}
+
+// stop cancels the manager and waits until it has stopped.
+func (m *managerProcess) stop() error {
+	m.cancel()
+	return <-m.done
 }
 
 func clientset(t *testing.T) *kubernetes.Clientset {
