@@ -26,7 +26,12 @@ const crdPath = "../../config/crd/bases/kiln.dev_trainingjobs.yaml"
 
 func loadCRD(t *testing.T) *apiextensionsinternal.CustomResourceDefinition {
 	t.Helper()
-	data, err := os.ReadFile(crdPath)
+	return loadCRDFile(t, crdPath)
+}
+
+func loadCRDFile(t *testing.T, path string) *apiextensionsinternal.CustomResourceDefinition {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("read CRD (run controller-gen first): %v", err)
 	}
@@ -52,7 +57,11 @@ func TestCRDIsValid(t *testing.T) {
 
 func structural(t *testing.T) *schema.Structural {
 	t.Helper()
-	crd := loadCRD(t)
+	return structuralOf(t, loadCRD(t))
+}
+
+func structuralOf(t *testing.T, crd *apiextensionsinternal.CustomResourceDefinition) *schema.Structural {
+	t.Helper()
 	// Conversion moves a schema shared by all versions to spec.validation.
 	s, err := schema.NewStructural(crd.Spec.Validation.OpenAPIV3Schema)
 	if err != nil {
