@@ -64,4 +64,5 @@ const (
 	ReasonNoIdleTimeout   = "NoIdleTimeout"
 	ReasonNoGPUNodes      = "NoGPUNodes"
 	ReasonGPUNodesFound   = "GPUNodesFound"
+	ReasonNameConflict    = "NameConflict"
 )
