@@ -37,6 +37,7 @@ Start a local Kiln with simulated GPU nodes, then train on 8 GPUs:
 		newLogsCommand(c, streams), newExportCommand(c, streams), newDeleteCommand(c, streams),
 		newDoctorCommand(c, streams), newDevCommand(streams), newVersionCommand(streams),
 	)
+	root.AddCommand(newNotebookCommand(c, streams))
 	return root
 }
 

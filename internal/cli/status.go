@@ -33,17 +33,31 @@ type StatusOptions struct {
 func newStatusCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &StatusOptions{cluster: c, streams: streams, now: time.Now}
 	cmd := &cobra.Command{
-		Use:     "status NAME",
+		Use:     "status [KIND] NAME",
 		Aliases: []string{"describe"},
 		Short:   "Show a TrainingJob as a tree of its native objects, with conditions and recent events",
 		Long: `The one place to look when something is wrong: the TrainingJob, its shape and why it was chosen,
 the Job and Service of the current attempt, every worker pod with its rank, node and state, the
 volumes, the conditions with their messages, and the latest events of all of them.`,
 		Example: `  kubectl kiln status resnet
-  kubectl kiln status resnet -n research --events 20`,
-		Args: cobra.ExactArgs(1),
+  kubectl kiln status resnet -n research --events 20
+  kubectl kiln status notebook explore`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Name = args[0]
+			o.Name = args[len(args)-1]
+			if len(args) == 2 {
+				kind, err := resolveKind(args[0])
+				if err != nil {
+					return err
+				}
+				if kind == "notebooks" {
+					c, ns, err := o.cluster.clientIn()
+					if err != nil {
+						return err
+					}
+					return explain(notebookStatus(cmd.Context(), c, ns, o.Name, o.Events, o.streams.Out, o.now()))
+				}
+			}
 			return explain(o.Run(cmd.Context()))
 		},
 	}

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -361,4 +363,67 @@ func TestNotebookBadInput(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// The notebook verbs as a user runs them: create, list, token, stop, start,
+// status and delete, against the plane.
+func TestCLINotebookCreateStopStartDelete(t *testing.T) {
+	ctx := context.Background()
+	k := buildKiln(t)
+	c, ns := kilnClient(t), namespace(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kiln := func(args ...string) string {
+		t.Helper()
+		out, err := k.run(t, append([]string{"--kubeconfig=" + kubeconfig, "-n", ns}, args...)...)
+		if err != nil {
+			t.Fatalf("kubectl kiln %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	nb := &v1alpha1.Notebook{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cli-nb"}}
+
+	out := kiln("notebook", "create", "cli-nb", "--gpus", "1", "--idle-timeout", "1h", "--workspace-size", "2Gi")
+	for _, want := range []string{"notebook.kiln.dev/cli-nb created", "kubectl port-forward -n " + ns + " svc/cli-nb 8888:80", "kubectl kiln notebook token"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("create output lacks %q:\n%s", want, out)
+		}
+	}
+	waitForNotebook(t, c, nb, notebookIn(v1alpha1.NotebookReady))
+	if out := kiln("notebook", "list"); !strings.Contains(out, "cli-nb") || !strings.Contains(out, "Ready") || !strings.Contains(out, "http://cli-nb."+ns+".svc/") {
+		t.Errorf("list:\n%s", out)
+	}
+	if out := kiln("get", "notebooks", "-o", "name"); out != "notebook.kiln.dev/cli-nb\n" {
+		t.Errorf("get notebooks -o name: %q", out)
+	}
+	secret := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "cli-nb-token"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	if out := kiln("notebook", "token", "cli-nb"); out != string(secret.Data["token"])+"\n" || len(out) < 40 {
+		t.Errorf("token %q, want the Secret's", out)
+	}
+
+	if out := kiln("notebook", "stop", "cli-nb"); out != "notebook.kiln.dev/cli-nb stopped\n" {
+		t.Errorf("stop: %q", out)
+	}
+	waitForNotebook(t, c, nb, notebookIn(v1alpha1.NotebookStopped))
+	if out := kiln("notebook", "start", "cli-nb"); out != "notebook.kiln.dev/cli-nb started\n" {
+		t.Errorf("start: %q", out)
+	}
+	waitForNotebook(t, c, nb, notebookIn(v1alpha1.NotebookReady))
+	notebookPod(t, ns, "cli-nb")
+
+	out = kiln("status", "notebook", "cli-nb")
+	for _, want := range []string{"Notebook " + ns + "/cli-nb: Ready", "StatefulSet cli-nb: 1/1 ready", "Pod cli-nb-0: Running", "PersistentVolumeClaim cli-nb-workspace", "Conditions:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if out := kiln("delete", "notebook", "cli-nb"); out != "notebook.kiln.dev/cli-nb deleted\n" {
+		t.Errorf("delete: %q", out)
+	}
+	waitGone(t, c, nb)
 }
