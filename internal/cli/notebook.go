@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -608,6 +611,76 @@ func (t notebookTree) print(w io.Writer, now time.Time) {
 		fmt.Fprintln(w, "Events:")
 		for _, e := range t.events {
 			fmt.Fprintf(w, "  %-8s %-7s %-17s %s/%s: %s\n", age(eventTime(e), now), e.Type, e.Reason, strings.ToLower(e.InvolvedObject.Kind), e.InvolvedObject.Name, e.Message)
+		}
+	}
+}
+
+// readNotebook reads a manifest that holds one Notebook.
+func readNotebook(path string) (*v1alpha1.Notebook, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := utilyaml.ToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var tm metav1.TypeMeta
+	if err := json.Unmarshal(raw, &tm); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if tm.Kind != "Notebook" || tm.APIVersion != v1alpha1.GroupVersion.String() {
+		return nil, fmt.Errorf("%s holds %s %s, not a %s Notebook", path, tm.APIVersion, tm.Kind, v1alpha1.GroupVersion)
+	}
+	nb := &v1alpha1.Notebook{}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(nb); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return nb, nil
+}
+
+// runNotebookExample creates the notebook afresh (its retained workspace is
+// mounted again) and waits until it is Ready, printing each new state.
+func runNotebookExample(ctx context.Context, c client.Client, nb *v1alpha1.Notebook, timeout time.Duration, out io.Writer) error {
+	key := client.ObjectKeyFromObject(nb)
+	old := &v1alpha1.Notebook{}
+	if err := c.Get(ctx, key, old); err == nil {
+		if err := c.Delete(ctx, old); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+		for i := 0; i < 300; i++ {
+			if err := c.Get(ctx, key, old); errors.IsNotFound(err) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if err := c.Create(ctx, nb); err != nil {
+		return err
+	}
+	deadline, last := time.Now().Add(timeout), ""
+	for {
+		got := &v1alpha1.Notebook{}
+		if err := c.Get(ctx, key, got); err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%s %s: %s", got.Name, dash(string(got.Status.State)), lastMessage(got.Status.Conditions))
+		if line != last {
+			fmt.Fprintln(out, "  "+line)
+			last = line
+		}
+		if got.Status.State == v1alpha1.NotebookReady {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("notebook %s not Ready after %s", got.Name, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }

@@ -18,8 +18,8 @@ import (
 	"kiln.dev/kiln/test/framework"
 )
 
-// Every example that holds a TrainingJob is applied with kubectl, as a user would, and
-// must succeed on the plane.
+// Every example that holds a TrainingJob or a Notebook is applied with kubectl, as a user
+// would, and must succeed (or, for a Notebook, become Ready) on the plane.
 func TestExamplesSucceed(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(framework.RepoRoot(), "examples", "*.yaml"))
 	if err != nil {
@@ -35,8 +35,8 @@ func TestExamplesSucceed(t *testing.T) {
 	}
 	applied := 0
 	for _, file := range files {
-		tjs := trainingJobsIn(t, file)
-		if len(tjs) == 0 {
+		tjs, nbs := trainingJobsIn(t, file), notebooksIn(t, file)
+		if len(tjs)+len(nbs) == 0 {
 			continue
 		}
 		applied++
@@ -49,6 +49,10 @@ func TestExamplesSucceed(t *testing.T) {
 			for _, tj := range tjs {
 				tj.Namespace = ns
 				waitFor(t, c, tj, inState(v1alpha1.StateSucceeded))
+			}
+			for _, nb := range nbs {
+				nb.Namespace = ns
+				waitForNotebook(t, c, nb, notebookIn(v1alpha1.NotebookReady))
 			}
 		})
 	}

@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +17,9 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -426,4 +432,33 @@ func TestCLINotebookCreateStopStartDelete(t *testing.T) {
 		t.Errorf("delete: %q", out)
 	}
 	waitGone(t, c, nb)
+}
+
+// notebooksIn reads the Notebooks of an example file.
+func notebooksIn(t *testing.T, file string) []*v1alpha1.Notebook {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*v1alpha1.Notebook
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		var u unstructured.Unstructured
+		err := dec.Decode(&u.Object)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if u.GroupVersionKind() != v1alpha1.GroupVersion.WithKind("Notebook") {
+			continue
+		}
+		nb := &v1alpha1.Notebook{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, nb); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		out = append(out, nb)
+	}
 }
