@@ -462,3 +462,51 @@ func notebooksIn(t *testing.T, file string) []*v1alpha1.Notebook {
 		out = append(out, nb)
 	}
 }
+
+// The point of culling: two idle 8-GPU notebooks hold both 8-GPU nodes, so a
+// 16-GPU TrainingJob waits; once they are culled, their GPUs go back and the
+// job runs.
+func TestCulledNotebooksGiveTheirGPUsBackToTraining(t *testing.T) {
+	c, ns := kilnClient(t), namespace(t)
+	var nbs []*v1alpha1.Notebook
+	for _, name := range []string{"hog-a", "hog-b"} {
+		nb := &v1alpha1.Notebook{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec:       v1alpha1.NotebookSpec{Resources: v1alpha1.NotebookResources{GPUs: 8}},
+		}
+		create(t, c, nb)
+		nbs = append(nbs, nb)
+	}
+	for _, nb := range nbs {
+		waitForNotebook(t, c, nb, notebookIn(v1alpha1.NotebookReady))
+	}
+
+	tj := gpuJob(ns, "wants-16", 16)
+	create(t, c, tj)
+	waitFor(t, c, tj, func(tj *v1alpha1.TrainingJob) error {
+		if c := apimeta.FindStatusCondition(tj.Status.Conditions, v1alpha1.TrainingJobAdmitted); c == nil || c.Reason != v1alpha1.ReasonWaitingForCapacity {
+			return fmt.Errorf("not waiting for capacity: %s", conditions(tj))
+		}
+		return nil
+	})
+
+	// Nobody used them for an hour; their idle timeout is short (idle time counts
+	// from their start at the earliest).
+	idle := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	for _, nb := range nbs {
+		got := &v1alpha1.Notebook{}
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(nb), got); err != nil {
+			t.Fatal(err)
+		}
+		patch := client.MergeFrom(got.DeepCopy())
+		got.Annotations = map[string]string{v1alpha1.AnnotationLastActivity: idle}
+		got.Spec.IdleTimeout = &metav1.Duration{Duration: 2 * time.Second}
+		if err := c.Patch(context.Background(), got, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, nb := range nbs {
+		waitForNotebook(t, c, nb, notebookIn(v1alpha1.NotebookCulled))
+	}
+	waitFor(t, c, tj, inState(v1alpha1.StateSucceeded))
+}

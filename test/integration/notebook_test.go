@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -153,6 +154,23 @@ func TestNotebookCulledByServerActivity(t *testing.T) {
 	t0 := e.clock.Now()
 	j.set(t0.Add(-10*time.Minute), false)
 	res := e.reconcile(nb)
+
+	// Applying what is already there writes nothing, so the children's watch
+	// events do not wake the controller in a loop.
+	versions := func() []string {
+		sts, svc := &appsv1.StatefulSet{}, &corev1.Service{}
+		for _, o := range []client.Object{sts, svc} {
+			if err := e.c.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: "nb"}, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return []string{sts.ResourceVersion, svc.ResourceVersion, nb.ResourceVersion}
+	}
+	before := versions()
+	e.reconcile(nb)
+	if after := versions(); !slices.Equal(before, after) {
+		t.Errorf("a reconcile with nothing new wrote: resource versions %v, then %v", before, after)
+	}
 	wantNBCondition(t, nb, v1alpha1.NotebookConditionReady, metav1.ConditionTrue, v1alpha1.ReasonPodReady)
 	wantNBCondition(t, nb, v1alpha1.NotebookConditionActivityKnown, metav1.ConditionTrue, v1alpha1.ReasonServerStatus)
 	// Started at t0, so the server's earlier activity does not count against it.
