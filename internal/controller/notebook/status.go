@@ -172,6 +172,10 @@ func (r *Reconciler) observe(ctx context.Context, nb *v1alpha1.Notebook, sts *ap
 		s.Ready = true
 		r.setCondition(nb, v1alpha1.NotebookConditionReady, metav1.ConditionTrue, v1alpha1.ReasonPodReady,
 			fmt.Sprintf("serving at %s (token in Secret %s)", s.URL, s.TokenSecretName))
+		if c := apimeta.FindStatusCondition(s.Conditions, v1alpha1.NotebookConditionGPUsAvailable); c != nil && c.Status != metav1.ConditionTrue {
+			// A node with the GPUs joined after all.
+			r.setCondition(nb, v1alpha1.NotebookConditionGPUsAvailable, metav1.ConditionTrue, v1alpha1.ReasonGPUNodesFound, "the pod runs on a node with its GPUs")
+		}
 		return nil
 	}
 	s.Ready = false
