@@ -63,7 +63,8 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=kiln.dev,resources=notebooks/status,verbs=patch
 // +kubebuilder:rbac:groups=kiln.dev,resources=notebooks/finalizers,verbs=update
 // +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=list;watch
-// Server-side apply creates what is missing (create) and updates the rest (patch).
+// Server-side apply is a patch, and the API server authorises "create" as well
+// when the apply creates the object.
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims;secrets,verbs=list;watch;create
