@@ -124,3 +124,16 @@ func TestNotebookStatusTree(t *testing.T) {
 	tr.print(&out, t0.Add(90*time.Minute))
 	golden(t, "notebook-status.golden.txt", out.String())
 }
+
+func TestReadNotebookExample(t *testing.T) {
+	nb, err := readNotebook("../../examples/notebook-gpu.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nb.Name != "explore" || nb.Spec.Resources.GPUs != 1 {
+		t.Errorf("read %s with %d GPUs", nb.Name, nb.Spec.Resources.GPUs)
+	}
+	if _, err := readNotebook("../../examples/trainingjob-cpu.yaml"); err == nil || !strings.Contains(err.Error(), "not a kiln.dev/v1alpha1 Notebook") {
+		t.Errorf("a TrainingJob read as a notebook: %v", err)
+	}
+}
