@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/errors"
@@ -29,7 +30,8 @@ func newDeleteCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Comm
 		Use:   "delete [KIND] NAME...",
 		Short: "Delete Kiln objects and the native objects they own (volumes marked Retain stay)",
 		Example: `  kubectl kiln delete resnet
-  kubectl kiln delete trainingjobs resnet bert`,
+  kubectl kiln delete trainingjobs resnet bert
+  kubectl kiln delete notebook explore`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Kind, o.Names = "trainingjobs", args
@@ -51,21 +53,25 @@ func (o *DeleteOptions) Run(ctx context.Context) error {
 		return err
 	}
 	var missing []string
+	obj, kind := client.Object(&v1alpha1.TrainingJob{}), "TrainingJob"
+	if o.Kind == "notebooks" {
+		obj, kind = &v1alpha1.Notebook{}, "Notebook"
+	}
 	for _, n := range o.Names {
-		tj := &v1alpha1.TrainingJob{}
-		tj.Namespace, tj.Name = ns, n
-		err := c.Delete(ctx, tj, client.PropagationPolicy("Background"))
+		obj.SetNamespace(ns)
+		obj.SetName(n)
+		err := c.Delete(ctx, obj, client.PropagationPolicy("Background"))
 		switch {
 		case errors.IsNotFound(err):
 			missing = append(missing, n)
 		case err != nil:
 			return err
 		default:
-			fmt.Fprintf(o.streams.Out, "trainingjob.kiln.dev/%s deleted\n", n)
+			fmt.Fprintf(o.streams.Out, "%s.kiln.dev/%s deleted\n", strings.ToLower(kind), n)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("no TrainingJob named %v in namespace %s", missing, ns)
+		return fmt.Errorf("no %s named %v in namespace %s", kind, missing, ns)
 	}
 	return nil
 }

@@ -73,6 +73,15 @@ func (o *DevExamplesOptions) Run(ctx context.Context) error {
 	sort.Strings(files)
 	var failed []string
 	for _, f := range files {
+		if nb, err := readNotebook(f); err == nil {
+			nb.Namespace = o.Namespace
+			fmt.Fprintf(o.streams.Out, "== %s: Notebook %s\n", f, nb.Name)
+			if err := runNotebookExample(ctx, c, nb, o.Timeout, o.streams.Out); err != nil {
+				fmt.Fprintln(o.streams.Out, "  ", err)
+				failed = append(failed, f)
+			}
+			continue
+		}
 		tj, err := readTrainingJob(f, nil)
 		if err != nil {
 			continue // not a TrainingJob: other kinds get their own runner as they land

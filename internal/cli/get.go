@@ -23,9 +23,10 @@ import (
 // kinds maps every name a user may type for a Kiln kind to its canonical plural.
 var kinds = map[string]string{
 	"trainingjobs": "trainingjobs", "trainingjob": "trainingjobs", "tj": "trainingjobs",
+	"notebooks": "notebooks", "notebook": "notebooks", "nb": "notebooks",
 }
 
-func kindNames() string { return "trainingjobs (tj)" }
+func kindNames() string { return "trainingjobs (tj), notebooks (nb)" }
 
 func resolveKind(s string) (string, error) {
 	if k, ok := kinds[strings.ToLower(s)]; ok {
@@ -99,6 +100,10 @@ func (o *GetOptions) Validate() error {
 
 // Run lists and prints.
 func (o *GetOptions) Run(ctx context.Context) error {
+	if o.Kind == "notebooks" {
+		nl := &NotebookListOptions{Names: o.Names, AllNamespaces: o.AllNamespaces, Output: o.Output, cluster: o.cluster, streams: o.streams, now: o.now}
+		return nl.Run(ctx)
+	}
 	c, ns, err := o.cluster.clientIn()
 	if err != nil {
 		return err

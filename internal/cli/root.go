@@ -38,6 +38,7 @@ Start a local Kiln with simulated GPU nodes, then train on 8 GPUs:
 		newDoctorCommand(c, streams), newDevCommand(streams), newVersionCommand(streams),
 	)
 	root.AddCommand(newInjectCommand(streams))
+	root.AddCommand(newNotebookCommand(c, streams))
 	return root
 }
 

@@ -33,7 +33,7 @@ type StatusOptions struct {
 func newStatusCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &StatusOptions{cluster: c, streams: streams, now: time.Now}
 	cmd := &cobra.Command{
-		Use:     "status NAME | sweep/NAME",
+		Use:     "status [KIND] NAME | KIND/NAME",
 		Aliases: []string{"describe"},
 		Short:   "Show a TrainingJob as a tree of its native objects, with conditions and recent events; status sweep/NAME shows a Sweep's trials",
 		Long: `The one place to look when something is wrong: the TrainingJob, its shape and why it was chosen,
@@ -41,14 +41,35 @@ the Job and Service of the current attempt, every worker pod with its rank, node
 volumes, the conditions with their messages, and the latest events of all of them.`,
 		Example: `  kubectl kiln status resnet
   kubectl kiln status resnet -n research --events 20
+  kubectl kiln status notebook explore
   kubectl kiln status sweep/lr-search        # a Sweep's trials sorted by objective, the best marked`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if kind, name, ok := strings.Cut(args[0], "/"); ok && (kind == "sweep" || kind == "sweeps") {
+			kind, name := "", args[len(args)-1]
+			if len(args) == 2 {
+				kind = args[0]
+			} else if k, n, ok := strings.Cut(name, "/"); ok {
+				kind, name = k, n
+			}
+			o.Name = name
+			switch strings.ToLower(kind) {
+			case "":
+			case "sweep", "sweeps":
 				so := &SweepStatusOptions{Name: name, cluster: o.cluster, streams: o.streams, now: o.now}
 				return explain(so.Run(cmd.Context()))
+			default:
+				kind, err := resolveKind(kind)
+				if err != nil {
+					return err
+				}
+				if kind == "notebooks" {
+					c, ns, err := o.cluster.clientIn()
+					if err != nil {
+						return err
+					}
+					return explain(notebookStatus(cmd.Context(), c, ns, o.Name, o.Events, o.streams.Out, o.now()))
+				}
 			}
-			o.Name = args[0]
 			return explain(o.Run(cmd.Context()))
 		},
 	}

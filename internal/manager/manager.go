@@ -21,6 +21,7 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/controller/admission"
+	"kiln.dev/kiln/internal/controller/notebook"
 	"kiln.dev/kiln/internal/controller/trainingjob"
 	"kiln.dev/kiln/internal/render"
 	"kiln.dev/kiln/internal/validation"
@@ -120,6 +121,15 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the TrainingJob controller: %w", err)
+	}
+	err = (&notebook.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("kiln-notebook"),
+		Clock:     clock.RealClock{},
+	}).SetupWithManager(mgr)
+	if err != nil {
+		return nil, fmt.Errorf("setting up the Notebook controller: %w", err)
 	}
 	err = (&admission.Admitter{
 		Client:    mgr.GetClient(),

@@ -132,14 +132,7 @@ func (r *renderer) gpuResource() corev1.ResourceName {
 // tolerations let GPU pods onto GPU nodes, which are commonly tainted with the
 // GPU resource's name so that other pods stay off them.
 func (r *renderer) tolerations() []corev1.Toleration {
-	if r.shape.GPUsPerNode == 0 {
-		return nil
-	}
-	return []corev1.Toleration{{
-		Key:      string(r.gpuResource()),
-		Operator: corev1.TolerationOpExists,
-		Effect:   corev1.TaintEffectNoSchedule,
-	}}
+	return gpuTolerations(r.gpuResource(), r.shape.GPUsPerNode)
 }
 
 // resources of one pod: the per-process CPU and memory times the processes in
@@ -304,14 +297,7 @@ func (r *renderer) storage() ([]corev1.Volume, []corev1.VolumeMount, []corev1.Co
 		inits   []corev1.Container
 		spec    = &r.tj.Spec
 	)
-	if shm := spec.SharedMemory; shm == nil || !shm.IsZero() {
-		// The container runtime's default /dev/shm is 64 MiB, too small for the
-		// data loader workers and NCCL, which share tensors through it.
-		volumes = append(volumes, corev1.Volume{Name: volumeSHM, VolumeSource: corev1.VolumeSource{
-			EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: copyPtr(shm)},
-		}})
-		mounts = append(mounts, corev1.VolumeMount{Name: volumeSHM, MountPath: "/dev/shm"})
-	}
+	volumes, mounts = sharedMemory(spec.SharedMemory)
 	for _, v := range r.volumes() {
 		name := "kiln-" + v.purpose
 		volumes = append(volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{

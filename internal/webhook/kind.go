@@ -33,6 +33,12 @@ func kinds() []registration {
 			ValidateUpdate: validation.ValidateTrainingJobUpdate,
 			Admit:          admitTrainingJob,
 		}),
+		register(&v1alpha1.Notebook{}, Kind[*v1alpha1.Notebook]{
+			Resource:       "notebooks",
+			Validate:       validation.ValidateNotebook,
+			ValidateUpdate: validation.ValidateNotebookUpdate,
+			Admit:          admitNotebook,
+		}),
 		register(&v1alpha1.Sweep{}, Kind[*v1alpha1.Sweep]{
 			Resource: "sweeps",
 			Validate: validation.Sweep,

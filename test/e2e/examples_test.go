@@ -18,8 +18,8 @@ import (
 	"kiln.dev/kiln/test/framework"
 )
 
-// Every example that holds a TrainingJob is applied with kubectl, as a user would, and
-// must succeed on the plane.
+// Every example that holds a TrainingJob or a Notebook is applied with kubectl, as a user
+// would, and must succeed (or, for a Notebook, become Ready) on the plane.
 func TestExamplesSucceed(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(framework.RepoRoot(), "examples", "*.yaml"))
 	if err != nil {
@@ -35,9 +35,8 @@ func TestExamplesSucceed(t *testing.T) {
 	}
 	applied := 0
 	for _, file := range files {
-		tjs := trainingJobsIn(t, file)
-		sweeps := sweepsIn(t, file)
-		if len(tjs)+len(sweeps) == 0 {
+		tjs, nbs, sweeps := trainingJobsIn(t, file), notebooksIn(t, file), sweepsIn(t, file)
+		if len(tjs)+len(nbs)+len(sweeps) == 0 {
 			continue
 		}
 		applied++
@@ -54,6 +53,10 @@ func TestExamplesSucceed(t *testing.T) {
 			for _, sw := range sweeps {
 				sw.Namespace = ns
 				waitForSweepExample(t, c, sw)
+			}
+			for _, nb := range nbs {
+				nb.Namespace = ns
+				waitForNotebook(t, c, nb, notebookIn(v1alpha1.NotebookReady))
 			}
 		})
 	}
