@@ -235,8 +235,10 @@ func TestRenderErrors(t *testing.T) {
 			wantErr: "spec.canary.runtime.args",
 		},
 		{
-			name:    "min above max",
-			mutate:  func(ms *v1alpha1.ModelServer) { ms.Spec.Replicas = v1alpha1.ReplicasSpec{Min: ptr.To[int32](3), Max: ptr.To[int32](2)} },
+			name: "min above max",
+			mutate: func(ms *v1alpha1.ModelServer) {
+				ms.Spec.Replicas = v1alpha1.ReplicasSpec{Min: ptr.To[int32](3), Max: ptr.To[int32](2)}
+			},
 			opts:    Options{Config: testConfig()},
 			wantErr: "spec.replicas",
 		},
