@@ -27,6 +27,7 @@ func main() {
 	})
 	flag.IntVar(&o.Burst, "kube-api-burst", 100, "burst of queries to the API server")
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "objects each controller works on at once")
+	flag.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Kiln's own namespace, where the kiln-serving ConfigMap is (default kiln-system)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

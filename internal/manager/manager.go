@@ -4,10 +4,12 @@ package manager
 
 import (
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -18,9 +20,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/controller/admission"
+	"kiln.dev/kiln/internal/controller/modelserver"
 	"kiln.dev/kiln/internal/controller/trainingjob"
 	"kiln.dev/kiln/internal/render"
 )
@@ -44,6 +48,8 @@ type Options struct {
 	Burst int
 	// MaxConcurrentReconciles is how many objects each controller works on at once (default 4).
 	MaxConcurrentReconciles int
+	// Namespace is Kiln's own (default kiln-system): where the kiln-serving ConfigMap is.
+	Namespace string
 }
 
 // LeaderElectionID names the lease replicas compete for.
@@ -56,6 +62,10 @@ func Scheme() (*runtime.Scheme, error) {
 		return nil, err
 	}
 	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	// ModelServer canaries use HTTPRoutes where the cluster has them.
+	if err := gatewayv1.Install(s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -105,6 +115,21 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the TrainingJob controller: %w", err)
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating a discovery client: %w", err)
+	}
+	err = (&modelserver.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("kiln-modelserver"),
+		Clock:     clock.RealClock{},
+		Namespace: orDefault(o.Namespace, "kiln-system"),
+		Gateway:   &modelserver.GatewayDetector{Discovery: disco, Clock: clock.RealClock{}, TTL: 10 * time.Second},
+	}).SetupWithManager(mgr)
+	if err != nil {
+		return nil, fmt.Errorf("setting up the ModelServer controller: %w", err)
 	}
 	err = (&admission.Admitter{
 		Client:    mgr.GetClient(),
