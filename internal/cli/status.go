@@ -33,14 +33,15 @@ type StatusOptions struct {
 func newStatusCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &StatusOptions{cluster: c, streams: streams, now: time.Now}
 	cmd := &cobra.Command{
-		Use:     "status NAME",
+		Use:     "status NAME | modelserver/NAME",
 		Aliases: []string{"describe"},
-		Short:   "Show a TrainingJob as a tree of its native objects, with conditions and recent events",
+		Short:   "Show a TrainingJob or ModelServer as a tree of its native objects, with conditions and recent events",
 		Long: `The one place to look when something is wrong: the TrainingJob, its shape and why it was chosen,
 the Job and Service of the current attempt, every worker pod with its rank, node and state, the
 volumes, the conditions with their messages, and the latest events of all of them.`,
 		Example: `  kubectl kiln status resnet
-  kubectl kiln status resnet -n research --events 20`,
+  kubectl kiln status resnet -n research --events 20
+  kubectl kiln status modelserver/resnet`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
@@ -53,6 +54,16 @@ volumes, the conditions with their messages, and the latest events of all of the
 
 // Run gathers and prints the tree.
 func (o *StatusOptions) Run(ctx context.Context) error {
+	if kind, name, ok := strings.Cut(o.Name, "/"); ok {
+		switch strings.ToLower(kind) {
+		case "modelserver", "modelservers", "ms", "modelserver.kiln.dev":
+			return o.runModelServerStatus(ctx, name)
+		case "trainingjob", "trainingjobs", "tj", "trainingjob.kiln.dev":
+			o.Name = name
+		default:
+			return fmt.Errorf("unknown kind %q: status shows trainingjob/NAME (the default) or modelserver/NAME", kind)
+		}
+	}
 	c, ns, err := o.cluster.clientIn()
 	if err != nil {
 		return err
