@@ -194,7 +194,7 @@ func podProblem(pods []corev1.Pod) *problem {
 			case "CrashLoopBackOff":
 				msg := fmt.Sprintf("pod %s: container %s keeps crashing (%d restarts)", p.Name, s.Name, s.RestartCount)
 				if t := s.LastTerminationState.Terminated; t != nil {
-					msg += fmt.Sprintf("; last exit code %d (%s) %s", t.ExitCode, t.Reason, strings.TrimSpace(t.Message))
+					msg += strings.TrimSpace(fmt.Sprintf("; last exit code %d (%s) %s", t.ExitCode, t.Reason, strings.TrimSpace(t.Message)))
 				}
 				return &problem{v1alpha1.ReasonCrashLoop, msg}
 			}
