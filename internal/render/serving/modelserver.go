@@ -513,7 +513,7 @@ func (r *renderer) podTemplate(track string, model v1alpha1.ModelSource, rt runt
 	if err != nil {
 		return corev1.PodTemplateSpec{}, err
 	}
-	// Servers write caches and logs; the root filesystem stays read-only.
+	// Servers write caches and logs; /tmp is theirs.
 	volumes = append(volumes, corev1.Volume{Name: volumeTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 
 	probe := &corev1.Probe{PeriodSeconds: 5, FailureThreshold: 3, TimeoutSeconds: 2}
@@ -538,7 +538,9 @@ func (r *renderer) podTemplate(track string, model v1alpha1.ModelSource, rt runt
 			{Name: volumeModel, MountPath: ModelDir, SubPath: modelSubPath(model.URI), ReadOnly: true},
 			{Name: volumeTmp, MountPath: "/tmp"},
 		},
-		SecurityContext: restrictedContainer(),
+		// Not a read-only root filesystem: servers such as TorchServe write logs
+		// beside their home directory, and Kiln does not know every image's paths.
+		SecurityContext: restrictedContainer(false),
 	}
 	pod := corev1.PodSpec{
 		EnableServiceLinks: ptr.To(false),
@@ -562,10 +564,11 @@ func (r *renderer) podTemplate(track string, model v1alpha1.ModelSource, rt runt
 	}, nil
 }
 
-func restrictedContainer() *corev1.SecurityContext {
+// restrictedContainer meets the restricted Pod Security profile.
+func restrictedContainer(readOnlyRoot bool) *corev1.SecurityContext {
 	return &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false),
-		ReadOnlyRootFilesystem:   ptr.To(true),
+		ReadOnlyRootFilesystem:   ptr.To(readOnlyRoot),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 	}
 }
@@ -591,7 +594,7 @@ func (r *renderer) modelVolume(model v1alpha1.ModelSource, field string) ([]core
 		Image:           r.opts.Config.FetchImage,
 		Args:            []string{model.URI, ModelDir},
 		VolumeMounts:    []corev1.VolumeMount{{Name: volumeModel, MountPath: ModelDir}, {Name: volumeTmp, MountPath: "/tmp"}},
-		SecurityContext: restrictedContainer(),
+		SecurityContext: restrictedContainer(true),
 	}
 	if s := model.SecretRef; s != nil {
 		// Only the download step sees the credentials.

@@ -106,10 +106,30 @@ func toYAML(t *testing.T, objs Objects) []byte {
 
 // The manifest that installs the ConfigMap and the defaults built into Kiln are
 // one text.
+// With -update the manifest's serving.yaml is rewritten from the built-in file.
 func TestConfigMapManifestIsTheBuiltInDefault(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "..", "..", "config", "manager", "serving-config.yaml"))
+	manifest := filepath.Join("..", "..", "..", "config", "manager", "serving-config.yaml")
+	data, err := os.ReadFile(manifest)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if *update {
+		const key = "  " + ConfigKey + ": |\n"
+		head, _, ok := strings.Cut(string(data), key)
+		if !ok {
+			t.Fatalf("%s has no %q", manifest, key)
+		}
+		var body strings.Builder
+		for _, line := range strings.SplitAfter(string(DefaultConfigYAML()), "\n") {
+			if strings.TrimSpace(line) != "" {
+				body.WriteString("    ")
+			}
+			body.WriteString(line)
+		}
+		data = []byte(head + key + body.String())
+		if err := os.WriteFile(manifest, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var cm corev1.ConfigMap
 	if err := yaml.UnmarshalStrict(data, &cm); err != nil {
