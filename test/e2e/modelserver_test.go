@@ -45,7 +45,7 @@ func TestModelServerFromTrainingJob(t *testing.T) {
 	kiln := kilnCLI(t, ns)
 
 	// The job runs long enough for the server to be seen waiting for it.
-	tj := withAnnotations(trainingJob(ns, "resnet"), simRunTime, "6s")
+	tj := withAnnotations(trainingJob(ns, "resnet"), simRunTime, "10s")
 	tj.Spec.Output = &v1alpha1.VolumeSpec{Size: resource.MustParse("1Gi")}
 	create(t, c, tj)
 	if out, err := kiln("serve", "resnet", "--model", "trainingjob://resnet", "--preset", "torchserve", "--min", "2", "--max", "4", "--cpu", "100m"); err == nil {
