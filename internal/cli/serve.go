@@ -536,3 +536,89 @@ func selectorOf(sel map[string]string) string {
 	}
 	return "all pods"
 }
+
+// exportModelServer exports modelserver/NAME or a file whose first object is a
+// ModelServer; done is false for anything else, which export handles as a TrainingJob.
+func (o *ExportOptions) exportModelServer(ctx context.Context) (done bool, err error) {
+	opts := serving.Options{Config: serving.DefaultConfig()}
+	var ms *v1alpha1.ModelServer
+	switch kind, name, ok := strings.Cut(o.Name, "/"); {
+	case ok && isModelServerKind(kind):
+		c, ns, err := o.cluster.clientIn()
+		if err != nil {
+			return true, err
+		}
+		ms = &v1alpha1.ModelServer{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, ms); err != nil {
+			return true, explain(err)
+		}
+		if opts, err = o.clusterServingOptions(ctx, c); err != nil {
+			return true, err
+		}
+	case o.File != "" && o.File != "-" && firstKind(o.File) == "ModelServer":
+		if ms, err = readModelServer(o.File, nil); err != nil {
+			return true, err
+		}
+		if ms.Namespace == "" {
+			if ms.Namespace, err = o.cluster.namespace(); err != nil {
+				ms.Namespace = "default"
+			}
+		}
+		if errs := validation.ValidateModelServer(ms); len(errs) > 0 {
+			return true, fmt.Errorf("%s is not a valid ModelServer: %v", o.File, errs.ToAggregate())
+		}
+	default:
+		return false, nil
+	}
+	objs, err := serving.ModelServer(ms, opts)
+	if err != nil {
+		return true, err
+	}
+	return true, printObjects(o.streams.Out, o.Output, objs.List())
+}
+
+// clusterServingOptions are what the controller renders with, as far as this
+// user may read them: the kiln-serving ConfigMap (Kiln's namespace is assumed
+// to be kiln-system) and whether the cluster has Gateway API.
+func (o *ExportOptions) clusterServingOptions(ctx context.Context, c client.Client) (serving.Options, error) {
+	opts := serving.Options{Config: serving.DefaultConfig()}
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "kiln-system", Name: serving.ConfigMapName}, cm); err == nil {
+		cfg, err := serving.ParseConfig([]byte(cm.Data[serving.ConfigKey]))
+		if err != nil {
+			return opts, err
+		}
+		opts.Config = cfg
+	}
+	cs, err := o.cluster.clientset()
+	if err != nil {
+		return opts, err
+	}
+	if list, err := cs.Discovery().ServerResourcesForGroupVersion(gatewayv1.GroupVersion.String()); err == nil {
+		for _, r := range list.APIResources {
+			opts.GatewayAPI = opts.GatewayAPI || r.Name == "httproutes"
+		}
+	}
+	return opts, nil
+}
+
+func isModelServerKind(kind string) bool {
+	switch strings.ToLower(kind) {
+	case "modelserver", "modelservers", "ms", "modelserver.kiln.dev":
+		return true
+	}
+	return false
+}
+
+// firstKind is the kind of a file's first object, or "" when it cannot be read.
+func firstKind(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var tm metav1.TypeMeta
+	if err := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096).Decode(&tm); err != nil {
+		return ""
+	}
+	return tm.Kind
+}

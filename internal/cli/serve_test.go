@@ -27,6 +27,7 @@ func TestServeOffline(t *testing.T) {
 			"--preset", "torchserve", "--format", "pytorch", "--gpus", "1", "--memory", "16Gi", "--min", "2", "--max", "6", "--target-cpu", "70",
 			"--dry-run=client", "-o", "yaml"}},
 		{"serve from the example, printed", "serve-example.golden.yaml", []string{"serve", "-f", "../../examples/modelserver-torchserve.yaml", "-n", "vision", "--dry-run=client"}},
+		{"export a ModelServer file", "export-modelserver.golden.yaml", []string{"export", "-f", "testdata/modelserver.yaml"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errOut, err := run(t, tc.args...)

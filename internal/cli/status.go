@@ -55,9 +55,10 @@ volumes, the conditions with their messages, and the latest events of all of the
 // Run gathers and prints the tree.
 func (o *StatusOptions) Run(ctx context.Context) error {
 	if kind, name, ok := strings.Cut(o.Name, "/"); ok {
-		switch strings.ToLower(kind) {
-		case "modelserver", "modelservers", "ms", "modelserver.kiln.dev":
+		if isModelServerKind(kind) {
 			return o.runModelServerStatus(ctx, name)
+		}
+		switch strings.ToLower(kind) {
 		case "trainingjob", "trainingjobs", "tj", "trainingjob.kiln.dev":
 			o.Name = name
 		default:

@@ -173,6 +173,10 @@ func TestModelServerFromTrainingJob(t *testing.T) {
 	if p := route.Spec.ParentRefs; len(p) != 1 || string(p[0].Name) != "resnet" || ptr.Deref(p[0].Kind, "") != "Service" {
 		t.Errorf("HTTPRoute parents %+v, want the Service resnet", p)
 	}
+	// Export renders what the controller created: the route too, without owners.
+	if out, err := kiln("export", "modelserver/resnet"); err != nil || !strings.Contains(out, "kind: HTTPRoute") || strings.Contains(out, "ownerReferences") {
+		t.Errorf("export modelserver/resnet: %v\n%s", err, out)
+	}
 	waitForMS(t, c, ms, func(ms *v1alpha1.ModelServer) error {
 		if tr := ms.Status.Traffic; tr == nil || tr.Method != v1alpha1.TrafficHTTPRoute || tr.StablePercent != 90 || tr.CanaryPercent != 10 {
 			return fmt.Errorf("traffic %+v", tr)
