@@ -34,7 +34,7 @@ func main() {
 	flag.BoolVar(&o.Webhooks.Enabled, "webhooks", true, "serve the admission webhooks")
 	flag.IntVar(&o.Webhooks.Port, "webhook-port", 9443, "port of the webhook server")
 	flag.StringVar(&o.Webhooks.CertDir, "webhook-cert-dir", "", "serve tls.crt and tls.key from this folder (cert-manager); empty: Kiln issues and rotates its own certificate")
-	flag.StringVar(&o.Webhooks.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Kiln's namespace: holds the webhook certificate Secret; its pods are never injected (default kiln-system)")
+	flag.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Kiln's own namespace (default kiln-system): holds the webhook certificate Secret and the kiln-serving ConfigMap; its pods are never injected")
 	injection := flag.String("injection-config", "", "YAML file of what the pod webhook injects (GPU resources, /dev/shm, sidecars); see docs/admission.md")
 	flag.StringVar(&o.Sweep.MetricsAddr, "sweep-metrics-bind-address", "0", `address where Sweeps' trials push metrics; "0" turns it off (trials then report on stdout only)`)
 	flag.StringVar(&o.Sweep.MetricsURL, "sweep-metrics-url", "", "base URL trials reach that address at, such as http://kiln-sweep-metrics.kiln-system.svc:8444")

@@ -37,7 +37,7 @@ type ExportOptions struct {
 func newExportCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &ExportOptions{cluster: c, streams: streams}
 	cmd := &cobra.Command{
-		Use:   "export (NAME | -f FILE)",
+		Use:   "export (NAME | modelserver/NAME | -f FILE)",
 		Short: "Print the plain Kubernetes objects Kiln creates, to run them without Kiln",
 		Long: `Print the Jobs, Services, PersistentVolumeClaims (and for MPI the Secret and ConfigMap) that Kiln
 creates for a TrainingJob: the same renderer the controller uses, without owner references or
@@ -45,7 +45,12 @@ status, so the output applies to any cluster, with or without Kiln installed.
 
 From a live object the shape is the one Kiln chose. From a file no cluster is needed: the shape
 comes from spec.topology, or is chosen as on a cluster of nodes with --node-gpus GPUs each.
-An MPI job's SSH key is generated afresh on every export.`,
+An MPI job's SSH key is generated afresh on every export.
+
+A ModelServer (modelserver/NAME, or a file whose first object is one) exports as its Deployments,
+Services, autoscalers, disruption budgets and HTTPRoute, rendered with the built-in runtime
+presets; from a live object, with the cluster's kiln-serving ConfigMap when it can be read and
+an HTTPRoute when the cluster has Gateway API.`,
 		Example: `  # What Kiln runs for the TrainingJob "resnet"
   kubectl kiln export resnet
 
@@ -93,6 +98,9 @@ func (o *ExportOptions) Validate() error {
 
 // Run renders and prints.
 func (o *ExportOptions) Run(ctx context.Context) error {
+	if done, err := o.exportModelServer(ctx); done {
+		return err
+	}
 	var tj *v1alpha1.TrainingJob
 	var shape placement.Shape
 	var err error

@@ -36,6 +36,7 @@ Start a local Kiln with simulated GPU nodes, then train on 8 GPUs:
 		newTrainCommand(c, streams), newSweepCommand(c, streams), newGetCommand(c, streams), newStatusCommand(c, streams),
 		newLogsCommand(c, streams), newExportCommand(c, streams), newDeleteCommand(c, streams),
 		newDoctorCommand(c, streams), newDevCommand(streams), newVersionCommand(streams),
+		newServeCommand(c, streams), newPromoteCommand(c, streams), newRollbackCommand(c, streams),
 	)
 	root.AddCommand(newInjectCommand(streams))
 	root.AddCommand(newNotebookCommand(c, streams))

@@ -35,13 +35,14 @@ func newStatusCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Comm
 	cmd := &cobra.Command{
 		Use:     "status [KIND] NAME | KIND/NAME",
 		Aliases: []string{"describe"},
-		Short:   "Show a TrainingJob as a tree of its native objects, with conditions and recent events; status sweep/NAME shows a Sweep's trials",
+		Short:   "Show a Kiln object as a tree of its native objects, with conditions and recent events",
 		Long: `The one place to look when something is wrong: the TrainingJob, its shape and why it was chosen,
 the Job and Service of the current attempt, every worker pod with its rank, node and state, the
 volumes, the conditions with their messages, and the latest events of all of them.`,
 		Example: `  kubectl kiln status resnet
   kubectl kiln status resnet -n research --events 20
   kubectl kiln status notebook explore
+  kubectl kiln status modelserver/resnet
   kubectl kiln status sweep/lr-search        # a Sweep's trials sorted by objective, the best marked`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,7 +58,11 @@ volumes, the conditions with their messages, and the latest events of all of the
 			case "sweep", "sweeps":
 				so := &SweepStatusOptions{Name: name, cluster: o.cluster, streams: o.streams, now: o.now}
 				return explain(so.Run(cmd.Context()))
+			case "trainingjob", "trainingjobs", "tj":
 			default:
+				if isModelServerKind(kind) {
+					return explain(o.runModelServerStatus(cmd.Context(), name))
+				}
 				kind, err := resolveKind(kind)
 				if err != nil {
 					return err
@@ -79,6 +84,17 @@ volumes, the conditions with their messages, and the latest events of all of the
 
 // Run gathers and prints the tree.
 func (o *StatusOptions) Run(ctx context.Context) error {
+	if kind, name, ok := strings.Cut(o.Name, "/"); ok {
+		if isModelServerKind(kind) {
+			return o.runModelServerStatus(ctx, name)
+		}
+		switch strings.ToLower(kind) {
+		case "trainingjob", "trainingjobs", "tj", "trainingjob.kiln.dev":
+			o.Name = name
+		default:
+			return fmt.Errorf("unknown kind %q: status shows trainingjob/NAME (the default) or modelserver/NAME", kind)
+		}
+	}
 	c, ns, err := o.cluster.clientIn()
 	if err != nil {
 		return err

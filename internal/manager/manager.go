@@ -4,10 +4,12 @@ package manager
 
 import (
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -18,9 +20,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/controller/admission"
+	"kiln.dev/kiln/internal/controller/modelserver"
 	"kiln.dev/kiln/internal/controller/notebook"
 	"kiln.dev/kiln/internal/controller/trainingjob"
 	"kiln.dev/kiln/internal/render"
@@ -56,6 +60,8 @@ type Options struct {
 	// SkipNameValidation lets a process build a second manager after the first
 	// stopped (tests that restart it); controller names are otherwise process-unique.
 	SkipNameValidation bool
+	// Namespace is Kiln's own (default kiln-system): where the kiln-serving ConfigMap is.
+	Namespace string
 }
 
 // LeaderElectionID names the lease replicas compete for.
@@ -68,6 +74,10 @@ func Scheme() (*runtime.Scheme, error) {
 		return nil, err
 	}
 	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	// ModelServer canaries use HTTPRoutes where the cluster has them.
+	if err := gatewayv1.Install(s); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -131,6 +141,21 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up the Notebook controller: %w", err)
 	}
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating a discovery client: %w", err)
+	}
+	err = (&modelserver.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("kiln-modelserver"),
+		Clock:     clock.RealClock{},
+		Namespace: orDefault(o.Namespace, "kiln-system"),
+		Gateway:   &modelserver.GatewayDetector{Discovery: disco, Clock: clock.RealClock{}, TTL: 10 * time.Second},
+	}).SetupWithManager(mgr)
+	if err != nil {
+		return nil, fmt.Errorf("setting up the ModelServer controller: %w", err)
+	}
 	err = (&admission.Admitter{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
@@ -141,6 +166,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	if o.Webhooks.Enabled {
 		o.Webhooks.Policy = o.Policy
+		o.Webhooks.Namespace = orDefault(o.Webhooks.Namespace, o.Namespace)
 		if err := webhook.Setup(mgr, o.Webhooks); err != nil {
 			return nil, fmt.Errorf("setting up the webhooks: %w", err)
 		}

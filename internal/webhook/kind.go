@@ -39,6 +39,12 @@ func kinds() []registration {
 			ValidateUpdate: validation.ValidateNotebookUpdate,
 			Admit:          admitNotebook,
 		}),
+		register(&v1alpha1.ModelServer{}, Kind[*v1alpha1.ModelServer]{
+			Resource:       "modelservers",
+			Validate:       validation.ValidateModelServer,
+			ValidateUpdate: validation.ValidateModelServerUpdate,
+			Admit:          admitModelServer,
+		}),
 		register(&v1alpha1.Sweep{}, Kind[*v1alpha1.Sweep]{
 			Resource: "sweeps",
 			Validate: validation.Sweep,

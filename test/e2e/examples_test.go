@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -18,8 +19,9 @@ import (
 	"kiln.dev/kiln/test/framework"
 )
 
-// Every example that holds a TrainingJob or a Notebook is applied with kubectl, as a user
-// would, and must succeed (or, for a Notebook, become Ready) on the plane.
+// Every example that holds a TrainingJob, Sweep, Notebook or ModelServer is applied with
+// kubectl, as a user would; its TrainingJobs and Sweeps must succeed, its Notebooks and
+// ModelServers become Ready on the plane.
 func TestExamplesSucceed(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(framework.RepoRoot(), "examples", "*.yaml"))
 	if err != nil {
@@ -35,8 +37,8 @@ func TestExamplesSucceed(t *testing.T) {
 	}
 	applied := 0
 	for _, file := range files {
-		tjs, nbs, sweeps := trainingJobsIn(t, file), notebooksIn(t, file), sweepsIn(t, file)
-		if len(tjs)+len(nbs)+len(sweeps) == 0 {
+		tjs, nbs, sweeps, mss := trainingJobsIn(t, file), notebooksIn(t, file), sweepsIn(t, file), modelServersIn(t, file)
+		if len(tjs)+len(nbs)+len(sweeps)+len(mss) == 0 {
 			continue
 		}
 		applied++
@@ -58,6 +60,10 @@ func TestExamplesSucceed(t *testing.T) {
 				nb.Namespace = ns
 				waitForNotebook(t, c, nb, notebookIn(v1alpha1.NotebookReady))
 			}
+			for _, ms := range mss {
+				ms.Namespace = ns
+				waitForMS(t, c, ms, readyIs(v1alpha1.ModelServerReady, metav1.ConditionTrue, v1alpha1.ReasonServing))
+			}
 		})
 	}
 	if applied == 0 {
@@ -66,12 +72,20 @@ func TestExamplesSucceed(t *testing.T) {
 }
 
 func trainingJobsIn(t *testing.T, file string) []*v1alpha1.TrainingJob {
+	return objectsIn(t, file, "TrainingJob", func() *v1alpha1.TrainingJob { return &v1alpha1.TrainingJob{} })
+}
+
+func modelServersIn(t *testing.T, file string) []*v1alpha1.ModelServer {
+	return objectsIn(t, file, "ModelServer", func() *v1alpha1.ModelServer { return &v1alpha1.ModelServer{} })
+}
+
+func objectsIn[T any](t *testing.T, file, kind string, fresh func() *T) []*T {
 	t.Helper()
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []*v1alpha1.TrainingJob
+	var out []*T
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for {
 		var u unstructured.Unstructured
@@ -82,13 +96,13 @@ func trainingJobsIn(t *testing.T, file string) []*v1alpha1.TrainingJob {
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
-		if u.GroupVersionKind() != v1alpha1.GroupVersion.WithKind("TrainingJob") {
+		if u.GroupVersionKind() != v1alpha1.GroupVersion.WithKind(kind) {
 			continue
 		}
-		tj := &v1alpha1.TrainingJob{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, tj); err != nil {
+		obj := fresh()
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
-		out = append(out, tj)
+		out = append(out, obj)
 	}
 }

@@ -52,6 +52,7 @@ func TestInstallManifestsApplyToARealAPIServer(t *testing.T) {
 	}
 	for _, want := range []string{
 		"customresourcedefinition.apiextensions.k8s.io/trainingjobs.kiln.dev",
+		"customresourcedefinition.apiextensions.k8s.io/modelservers.kiln.dev", "configmap/kiln-serving",
 		"clusterrole.rbac.authorization.k8s.io/kiln-manager", "deployment.apps/kiln-manager",
 		"mutatingwebhookconfiguration.admissionregistration.k8s.io/kiln-mutating-webhooks",
 		"validatingwebhookconfiguration.admissionregistration.k8s.io/kiln-validating-webhooks",
