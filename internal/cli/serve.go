@@ -212,8 +212,12 @@ func (o *ServeOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if errs := validation.ValidateModelTrainingJobs(o.ms, jobs); len(errs) > 0 {
+	errs, warnings := validation.ValidateModelTrainingJobs(o.ms, jobs)
+	if len(errs) > 0 {
 		return fmt.Errorf("invalid ModelServer: %v", errs.ToAggregate())
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(o.streams.ErrOut, "Warning:", w)
 	}
 	var opts []client.CreateOption
 	if o.DryRun == "server" {

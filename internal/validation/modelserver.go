@@ -185,16 +185,33 @@ func ModelTrainingJobs(ctx context.Context, r client.Reader, ms *v1alpha1.ModelS
 }
 
 // ValidateModelTrainingJobs refuses trainingjob:// models whose TrainingJob does
-// not exist, has not succeeded, or kept no output volume. jobs is what
-// ModelTrainingJobs read.
-func ValidateModelTrainingJobs(ms *v1alpha1.ModelServer, jobs map[string]*v1alpha1.TrainingJob) field.ErrorList {
-	var errs field.ErrorList
+// not exist, failed, or keeps no output volume: none of them will ever have a model
+// to serve. A TrainingJob still on its way is no error, so a job and the server of
+// its model can be applied together; the warnings say the server waits for it.
+// jobs is what ModelTrainingJobs read.
+func ValidateModelTrainingJobs(ms *v1alpha1.ModelServer, jobs map[string]*v1alpha1.TrainingJob) (field.ErrorList, []string) {
+	var (
+		errs     field.ErrorList
+		warnings []string
+	)
 	for path, name := range trainingJobURIs(ms) {
-		if msg := TrainingJobModelProblem(jobs[name], name, ms.Namespace); msg != "" {
+		msg := TrainingJobModelProblem(jobs[name], name, ms.Namespace)
+		switch {
+		case msg == "":
+		case trainingJobOnItsWay(jobs[name]):
+			warnings = append(warnings, fmt.Sprintf("%s: %s; the ModelServer rolls out when it does", path, msg))
+		default:
 			errs = append(errs, field.Invalid(path, "trainingjob://"+name, msg))
 		}
 	}
-	return errs
+	return errs, warnings
+}
+
+// trainingJobOnItsWay is a TrainingJob that may yet save a model.
+func trainingJobOnItsWay(tj *v1alpha1.TrainingJob) bool {
+	return tj != nil && tj.Spec.Output != nil &&
+		!apimeta.IsStatusConditionTrue(tj.Status.Conditions, v1alpha1.TrainingJobFailed) &&
+		!apimeta.IsStatusConditionTrue(tj.Status.Conditions, v1alpha1.TrainingJobSucceeded)
 }
 
 // TrainingJobModelProblem says why a TrainingJob's output cannot be served yet,

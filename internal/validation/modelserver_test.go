@@ -127,23 +127,27 @@ func TestValidateModelTrainingJobs(t *testing.T) {
 		return tj
 	}
 	cases := []struct {
-		name   string
-		job    *v1alpha1.TrainingJob
-		want   []string
-		detail string
+		name    string
+		job     *v1alpha1.TrainingJob
+		want    []string
+		detail  string
+		warning string
 	}{
 		{name: "succeeded", job: job(true, v1alpha1.TrainingJobSucceeded)},
 		{name: "missing", job: nil, want: []string{"FieldValueInvalid spec.model.uri"}, detail: "TrainingJob resnet does not exist in namespace vision"},
 		{name: "failed", job: job(true, v1alpha1.TrainingJobFailed), want: []string{"FieldValueInvalid spec.model.uri"}, detail: "TrainingJob resnet failed"},
-		{name: "running", job: job(true, v1alpha1.TrainingJobRunning), want: []string{"FieldValueInvalid spec.model.uri"}, detail: "has not succeeded yet"},
+		{name: "running", job: job(true, v1alpha1.TrainingJobRunning), warning: "has not succeeded yet (it is Pending); its model can be served once it has; the ModelServer rolls out when it does"},
 		{name: "no output volume", job: job(false, v1alpha1.TrainingJobSucceeded), want: []string{"FieldValueInvalid spec.model.uri"}, detail: "no spec.output volume"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ms := validModelServer()
-			errs := ValidateModelTrainingJobs(ms, map[string]*v1alpha1.TrainingJob{"resnet": tc.job})
+			errs, warnings := ValidateModelTrainingJobs(ms, map[string]*v1alpha1.TrainingJob{"resnet": tc.job})
 			if diff := cmp.Diff(tc.want, summary(errs)); diff != "" {
 				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+			if got := strings.Join(warnings, "\n"); (tc.warning == "") != (got == "") || !strings.Contains(got, tc.warning) {
+				t.Errorf("warnings %q, want one saying %q", warnings, tc.warning)
 			}
 			if tc.detail != "" && (len(errs) == 0 || !strings.Contains(errs[0].Detail, tc.detail)) {
 				t.Errorf("errors %v, want one saying %q", errs, tc.detail)

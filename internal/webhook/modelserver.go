@@ -11,11 +11,12 @@ import (
 )
 
 // admitModelServer refuses, at creation, a trainingjob:// model whose TrainingJob is
-// missing or has not succeeded: there is no model to serve yet.
+// missing or failed, and warns when it has not finished yet.
 func admitModelServer(ctx context.Context, c Cluster, ms *v1alpha1.ModelServer) (field.ErrorList, admission.Warnings, error) {
 	jobs, err := validation.ModelTrainingJobs(ctx, c.Cached, ms)
 	if err != nil {
 		return nil, nil, err
 	}
-	return validation.ValidateModelTrainingJobs(ms, jobs), nil, nil
+	errs, warnings := validation.ValidateModelTrainingJobs(ms, jobs)
+	return errs, warnings, nil
 }

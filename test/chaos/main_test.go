@@ -98,8 +98,10 @@ func startManager(t *testing.T, name string, flags ...string) *managerProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The webhooks are off: every replica here shares one host and could not bind their
+	// port, and their own failures are tested in test/integration/webhook.
 	args := append([]string{
-		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--webhooks=false",
 		"--leader-election-namespace=" + framework.ManagerNamespace,
 	}, flags...)
 	cmd := exec.Command(managerBin, args...)

@@ -48,13 +48,13 @@ func TestModelServerFromTrainingJob(t *testing.T) {
 	tj := withAnnotations(trainingJob(ns, "resnet"), simRunTime, "10s")
 	tj.Spec.Output = &v1alpha1.VolumeSpec{Size: resource.MustParse("1Gi")}
 	create(t, c, tj)
-	if out, err := kiln("serve", "resnet", "--model", "trainingjob://resnet", "--preset", "torchserve", "--min", "2", "--max", "4", "--cpu", "100m"); err == nil {
-		t.Fatalf("serve accepted a model whose TrainingJob has not succeeded:\n%s", out)
-	} else if !strings.Contains(err.Error(), "spec.model.uri") || !strings.Contains(err.Error(), "has not succeeded yet") {
-		t.Fatalf("serve refused for the wrong reason: %v", err)
+	// A model whose TrainingJob still runs is taken, with a warning; the controller
+	// holds it back and says why.
+	if out, err := kiln("serve", "resnet", "--model", "trainingjob://resnet", "--preset", "torchserve", "--min", "2", "--max", "4", "--cpu", "100m", "--dry-run=server"); err != nil {
+		t.Fatalf("serve refused a model whose TrainingJob still runs: %v\n%s", err, out)
+	} else if !strings.Contains(out, "spec.model.uri") || !strings.Contains(out, "has not succeeded yet") {
+		t.Fatalf("serve did not warn that the TrainingJob still runs:\n%s", out)
 	}
-	// The API server itself takes it (the webhook is not wired yet): the
-	// controller holds it back and says why.
 	ms := &v1alpha1.ModelServer{
 		ObjectMeta: metav1.ObjectMeta{Name: "resnet", Namespace: ns},
 		Spec: v1alpha1.ModelServerSpec{
@@ -258,6 +258,12 @@ func TestModelServerBadInputRefused(t *testing.T) {
 		{"trainingjob in another namespace", func(ms *v1alpha1.ModelServer) {
 			ms.Spec.Model.URI = "trainingjob://other/resnet"
 		}, "spec.model.uri"},
+		{"trainingjob that does not exist", func(ms *v1alpha1.ModelServer) {
+			ms.Spec.Model.URI = "trainingjob://never-ran"
+		}, "spec.model.uri: Invalid value: \"trainingjob://never-ran\": TrainingJob never-ran does not exist"},
+		{"trainingjob that failed", func(ms *v1alpha1.ModelServer) {
+			ms.Spec.Model.URI = "trainingjob://" + failedJob(t, c, ns)
+		}, "failed; serve one that succeeded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ms := base()
@@ -270,6 +276,17 @@ func TestModelServerBadInputRefused(t *testing.T) {
 	}
 }
 
+// failedJob runs a TrainingJob with an output volume that fails, and returns its name.
+func failedJob(t *testing.T, c client.Client, ns string) string {
+	t.Helper()
+	tj := withAnnotations(trainingJob(ns, "broken"), simExitCode, "1")
+	tj.Spec.Output = &v1alpha1.VolumeSpec{Size: resource.MustParse("1Gi")}
+	tj.Spec.Restart.MaxRestarts = ptr.To[int32](0)
+	create(t, c, tj)
+	waitFor(t, c, tj, inState(v1alpha1.StateFailed))
+	return tj.Name
+}
+
 // An object-storage model without a configured download image, and a claim
 // that does not exist, are reported in Ready with their reasons.
 func TestModelServerReportsModelProblems(t *testing.T) {
@@ -279,7 +296,6 @@ func TestModelServerReportsModelProblems(t *testing.T) {
 	}{
 		{"missing-claim", "pvc://nothing-here/model", v1alpha1.ReasonModelNotFound},
 		{"no-fetch-image", "s3://bucket/model", v1alpha1.ReasonModelDownloadFailed},
-		{"missing-job", "trainingjob://never-ran", v1alpha1.ReasonModelNotFound},
 	} {
 		ms := &v1alpha1.ModelServer{
 			ObjectMeta: metav1.ObjectMeta{Name: tc.name, Namespace: ns},
