@@ -17,11 +17,21 @@ function path(plural: string, namespace: string, name: string): string {
   return `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${plural}/${name}`;
 }
 
-export function setSuspended(ns: string, name: string, suspend: boolean, patch: Patcher = mergePatch) {
+export function setSuspended(
+  ns: string,
+  name: string,
+  suspend: boolean,
+  patch: Patcher = mergePatch
+) {
   return patch(path('trainingjobs', ns, name), { spec: { suspend } });
 }
 
-export function setNotebookStopped(ns: string, name: string, stopped: boolean, patch: Patcher = mergePatch) {
+export function setNotebookStopped(
+  ns: string,
+  name: string,
+  stopped: boolean,
+  patch: Patcher = mergePatch
+) {
   return patch(path('notebooks', ns, name), { spec: { stopped } });
 }
 
@@ -42,7 +52,10 @@ export function promoteBody(ms: ModelServer): Record<string, unknown> {
 }
 
 export function promote(ms: ModelServer, patch: Patcher = mergePatch) {
-  return patch(path('modelservers', ms.metadata.namespace ?? 'default', ms.metadata.name), promoteBody(ms));
+  return patch(
+    path('modelservers', ms.metadata.namespace ?? 'default', ms.metadata.name),
+    promoteBody(ms)
+  );
 }
 
 export function rollback(ms: ModelServer, patch: Patcher = mergePatch) {

@@ -70,7 +70,11 @@ export function useKilnItem<T>(plural: KilnKind, name: string, namespace: string
 }
 
 // useTrials lists the TrainingJobs a Sweep created, by their kiln.dev/sweep label.
-export function useLabelled<T>(plural: KilnKind, namespace: string, selector: string): ListResult<T> {
+export function useLabelled<T>(
+  plural: KilnKind,
+  namespace: string,
+  selector: string
+): ListResult<T> {
   return listOf<T>(kilnClass(plural), { namespace, labelSelector: selector });
 }
 

@@ -41,7 +41,10 @@ export interface PodLike {
     annotations?: Record<string, string>;
     creationTimestamp?: string;
   };
-  spec?: { nodeName?: string; containers?: { resources?: { requests?: Record<string, string> } }[] };
+  spec?: {
+    nodeName?: string;
+    containers?: { resources?: { requests?: Record<string, string> } }[];
+  };
   status?: {
     phase?: string;
     reason?: string;
@@ -151,7 +154,10 @@ export function trialRows(sweep: Sweep, trials: TrainingJob[]): TrialRow[] {
   });
   return rows.sort((a, b) => {
     if (a.objective === undefined || b.objective === undefined) {
-      return (a.objective === undefined ? 1 : 0) - (b.objective === undefined ? 1 : 0) || a.index - b.index;
+      return (
+        (a.objective === undefined ? 1 : 0) - (b.objective === undefined ? 1 : 0) ||
+        a.index - b.index
+      );
     }
     return maximize ? b.objective - a.objective : a.objective - b.objective;
   });

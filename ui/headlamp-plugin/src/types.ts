@@ -115,7 +115,11 @@ export interface ModelServerSpec {
   runtime: { preset?: string; image?: string };
   resources?: { gpus?: number; gpuResource?: string };
   replicas?: { min?: number; max?: number };
-  canary?: { model?: ModelSource; runtime?: { preset?: string; image?: string }; trafficPercent: number };
+  canary?: {
+    model?: ModelSource;
+    runtime?: { preset?: string; image?: string };
+    trafficPercent: number;
+  };
 }
 
 export interface TrackStatus {

@@ -42,7 +42,10 @@ export function ClusterView() {
                   label: 'Use',
                   getter: (x: PoolRow) => (
                     <Box sx={{ width: 160 }}>
-                      <LinearProgress variant="determinate" value={x.capacity ? (100 * x.used) / x.capacity : 0} />
+                      <LinearProgress
+                        variant="determinate"
+                        value={x.capacity ? (100 * x.used) / x.capacity : 0}
+                      />
                     </Box>
                   ),
                 },

@@ -1,11 +1,23 @@
-import { NameValueTable, SectionBox, SimpleTable } from '@kinvolk/headlamp-plugin/lib/CommonComponents';
+import {
+  NameValueTable,
+  SectionBox,
+  SimpleTable,
+} from '@kinvolk/headlamp-plugin/lib/CommonComponents';
 import { Box, Typography } from '@mui/material';
 import React from 'react';
 import { useParams } from 'react-router-dom';
 import { setNotebookStopped } from '../actions';
 import { useKilnItem, useKilnList } from '../data';
 import { Notebook } from '../types';
-import { ActionButton, age, ConditionsSection, ErrorState, Guard, ObjectLink, StateLabel } from './common';
+import {
+  ActionButton,
+  age,
+  ConditionsSection,
+  ErrorState,
+  Guard,
+  ObjectLink,
+  StateLabel,
+} from './common';
 
 const how = (
   <>
@@ -22,7 +34,10 @@ export function NotebookList() {
         {list => (
           <SimpleTable
             columns={[
-              { label: 'Name', getter: (n: Notebook) => <ObjectLink route="kiln-notebook" meta={n.metadata} /> },
+              {
+                label: 'Name',
+                getter: (n: Notebook) => <ObjectLink route="kiln-notebook" meta={n.metadata} />,
+              },
               { label: 'Namespace', getter: (n: Notebook) => n.metadata.namespace },
               { label: 'State', getter: (n: Notebook) => <StateLabel state={n.status?.state} /> },
               { label: 'GPUs', getter: (n: Notebook) => n.spec.resources?.gpus ?? 0 },
@@ -55,7 +70,10 @@ export function NotebookDetail({ namespace, name }: { namespace: string; name: s
     <>
       <SectionBox title={`Notebook ${namespace}/${name}`}>
         <Box sx={{ mb: 1 }}>
-          <ActionButton label={stopped ? 'Start' : 'Stop'} run={() => setNotebookStopped(namespace, name, !stopped)} />
+          <ActionButton
+            label={stopped ? 'Start' : 'Stop'}
+            run={() => setNotebookStopped(namespace, name, !stopped)}
+          />
         </Box>
         <NameValueTable
           rows={[
@@ -63,7 +81,10 @@ export function NotebookDetail({ namespace, name }: { namespace: string; name: s
             { name: 'URL', value: nb.status?.url ?? '-' },
             { name: 'Image', value: nb.spec.image ?? 'default' },
             { name: 'GPUs', value: String(nb.spec.resources?.gpus ?? 0) },
-            { name: 'Last activity', value: nb.status?.lastActivity ? `${age(nb.status.lastActivity)} ago` : '-' },
+            {
+              name: 'Last activity',
+              value: nb.status?.lastActivity ? `${age(nb.status.lastActivity)} ago` : '-',
+            },
           ]}
         />
       </SectionBox>

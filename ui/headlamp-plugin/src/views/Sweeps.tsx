@@ -1,4 +1,8 @@
-import { NameValueTable, SectionBox, SimpleTable } from '@kinvolk/headlamp-plugin/lib/CommonComponents';
+import {
+  NameValueTable,
+  SectionBox,
+  SimpleTable,
+} from '@kinvolk/headlamp-plugin/lib/CommonComponents';
 import { Box, MenuItem, TextField, Typography } from '@mui/material';
 import React from 'react';
 import { useParams } from 'react-router-dom';
@@ -23,11 +27,20 @@ export function SweepList() {
         {sweeps => (
           <SimpleTable
             columns={[
-              { label: 'Name', getter: (s: Sweep) => <ObjectLink route="kiln-sweep" meta={s.metadata} /> },
+              {
+                label: 'Name',
+                getter: (s: Sweep) => <ObjectLink route="kiln-sweep" meta={s.metadata} />,
+              },
               { label: 'Namespace', getter: (s: Sweep) => s.metadata.namespace },
               { label: 'State', getter: (s: Sweep) => <StateLabel state={s.status?.state} /> },
-              { label: 'Trials', getter: (s: Sweep) => `${s.status?.trials ?? 0}/${s.spec.maxTrials}` },
-              { label: 'Objective', getter: (s: Sweep) => `${s.spec.objective.direction} ${s.spec.objective.metric}` },
+              {
+                label: 'Trials',
+                getter: (s: Sweep) => `${s.status?.trials ?? 0}/${s.spec.maxTrials}`,
+              },
+              {
+                label: 'Objective',
+                getter: (s: Sweep) => `${s.spec.objective.direction} ${s.spec.objective.metric}`,
+              },
               { label: 'Best', getter: (s: Sweep) => s.status?.bestTrial?.value ?? '-' },
               { label: 'Age', getter: (s: Sweep) => age(s.metadata.creationTimestamp) },
             ]}
@@ -59,16 +72,28 @@ export function SweepDetail({ namespace, name }: { namespace: string; name: stri
 function SweepView({ sweep }: { sweep: Sweep }) {
   const ns = sweep.metadata.namespace ?? 'default';
   const st = sweep.status ?? {};
-  const trials = useLabelled<TrainingJob>('trainingjobs', ns, `${LABEL_SWEEP}=${sweep.metadata.name}`);
+  const trials = useLabelled<TrainingJob>(
+    'trainingjobs',
+    ns,
+    `${LABEL_SWEEP}=${sweep.metadata.name}`
+  );
   return (
     <>
       <SectionBox title={`Sweep ${ns}/${sweep.metadata.name}`}>
         <NameValueTable
           rows={[
             { name: 'State', value: <StateLabel state={st.state} /> },
-            { name: 'Objective', value: `${sweep.spec.objective.direction} ${sweep.spec.objective.metric}` },
+            {
+              name: 'Objective',
+              value: `${sweep.spec.objective.direction} ${sweep.spec.objective.metric}`,
+            },
             { name: 'Algorithm', value: sweep.spec.algorithm ?? 'random' },
-            { name: 'Trials', value: `${st.trials ?? 0} of ${sweep.spec.maxTrials}: ${st.running ?? 0} running, ${st.succeeded ?? 0} succeeded, ${st.failed ?? 0} failed, ${st.stopped ?? 0} stopped early` },
+            {
+              name: 'Trials',
+              value: `${st.trials ?? 0} of ${sweep.spec.maxTrials}: ${st.running ?? 0} running, ${
+                st.succeeded ?? 0
+              } succeeded, ${st.failed ?? 0} failed, ${st.stopped ?? 0} stopped early`,
+            },
             {
               name: 'Best trial',
               value: st.bestTrial
@@ -110,15 +135,27 @@ export function Trials({ sweep, rows }: { sweep: Sweep; rows: TrialRow[] }) {
           {
             label: 'Trial',
             getter: (r: TrialRow) => (
-              <span data-testid={r.best ? 'kiln-best-trial' : undefined} style={r.best ? { fontWeight: 700 } : undefined}>
+              <span
+                data-testid={r.best ? 'kiln-best-trial' : undefined}
+                style={r.best ? { fontWeight: 700 } : undefined}
+              >
                 {r.best ? '★ ' : ''}
-                <ObjectLink route="kiln-trainingjob" meta={{ name: r.name, namespace: sweep.metadata.namespace }} />
+                <ObjectLink
+                  route="kiln-trainingjob"
+                  meta={{ name: r.name, namespace: sweep.metadata.namespace }}
+                />
               </span>
             ),
           },
-          { label: 'State', getter: (r: TrialRow) => (r.stopped ? `stopped early: ${r.stopped}` : r.state) },
+          {
+            label: 'State',
+            getter: (r: TrialRow) => (r.stopped ? `stopped early: ${r.stopped}` : r.state),
+          },
           ...params.map(p => ({ label: p, getter: (r: TrialRow) => r.parameters[p] ?? '' })),
-          { label: metric, getter: (r: TrialRow) => (r.objective === undefined ? '-' : r.objective) },
+          {
+            label: metric,
+            getter: (r: TrialRow) => (r.objective === undefined ? '-' : r.objective),
+          },
         ]}
         data={rows}
       />

@@ -39,9 +39,17 @@ export function TrainingJobList() {
         {tjs => (
           <SimpleTable
             columns={[
-              { label: 'Name', getter: (t: TrainingJob) => <ObjectLink route="kiln-trainingjob" meta={t.metadata} /> },
+              {
+                label: 'Name',
+                getter: (t: TrainingJob) => (
+                  <ObjectLink route="kiln-trainingjob" meta={t.metadata} />
+                ),
+              },
               { label: 'Namespace', getter: (t: TrainingJob) => t.metadata.namespace },
-              { label: 'State', getter: (t: TrainingJob) => <StateLabel state={t.status?.state} /> },
+              {
+                label: 'State',
+                getter: (t: TrainingJob) => <StateLabel state={t.status?.state} />,
+              },
               { label: 'Shape', getter: (t: TrainingJob) => t.status?.shape?.summary ?? '-' },
               { label: 'Restarts', getter: (t: TrainingJob) => t.status?.restarts ?? 0 },
               { label: 'Age', getter: (t: TrainingJob) => age(t.metadata.creationTimestamp) },
@@ -101,8 +109,18 @@ function TrainingJobView({ tj }: { tj: TrainingJob }) {
             { name: 'Framework', value: tj.spec.framework ?? 'none' },
             { name: 'Attempt', value: String(st.attempt ?? 0) },
             { name: 'Restarts', value: String(st.restarts ?? 0) },
-            { name: 'Workers', value: `${st.ready ?? 0} ready, ${st.active ?? 0} active, ${st.succeeded ?? 0} succeeded, ${st.failed ?? 0} failed` },
-            { name: 'Last failure', value: st.lastFailure ? `${st.lastFailure.reason ?? ''}: ${st.lastFailure.message ?? ''}` : '-' },
+            {
+              name: 'Workers',
+              value: `${st.ready ?? 0} ready, ${st.active ?? 0} active, ${
+                st.succeeded ?? 0
+              } succeeded, ${st.failed ?? 0} failed`,
+            },
+            {
+              name: 'Last failure',
+              value: st.lastFailure
+                ? `${st.lastFailure.reason ?? ''}: ${st.lastFailure.message ?? ''}`
+                : '-',
+            },
             { name: 'Latest checkpoint', value: st.latestCheckpoint ?? '-' },
           ]}
         />
@@ -130,8 +148,25 @@ function Workers({ namespace, name }: { namespace: string; name: string }) {
           <SimpleTable
             columns={[
               { label: 'Rank', getter: r => (r.rank === undefined ? '-' : r.rank) },
-              { label: 'Pod', getter: r => <Link routeName="pod" params={{ namespace, name: r.pod }}>{r.pod}</Link> },
-              { label: 'Node', getter: r => (r.node.startsWith('(') ? r.node : <Link routeName="node" params={{ name: r.node }}>{r.node}</Link>) },
+              {
+                label: 'Pod',
+                getter: r => (
+                  <Link routeName="pod" params={{ namespace, name: r.pod }}>
+                    {r.pod}
+                  </Link>
+                ),
+              },
+              {
+                label: 'Node',
+                getter: r =>
+                  r.node.startsWith('(') ? (
+                    r.node
+                  ) : (
+                    <Link routeName="node" params={{ name: r.node }}>
+                      {r.node}
+                    </Link>
+                  ),
+              },
               { label: 'State', getter: r => r.state },
               { label: 'Restarts', getter: r => r.restarts },
             ]}
@@ -147,19 +182,48 @@ interface Named {
   metadata: { name: string };
 }
 
-function Children({ namespace, name, jobName }: { namespace: string; name: string; jobName?: string }) {
+function Children({
+  namespace,
+  name,
+  jobName,
+}: {
+  namespace: string;
+  name: string;
+  jobName?: string;
+}) {
   const selector = `${LABEL_TRAININGJOB}=${name}`;
   const jobs = useJobs<Named>(namespace, selector);
   const services = useServices<Named>(namespace, selector);
   const rows: { kind: string; link: React.ReactNode }[] = [];
   for (const j of jobs.items ?? []) {
-    rows.push({ kind: 'Job', link: <Link routeName="job" params={{ namespace, name: j.metadata.name }}>{j.metadata.name}</Link> });
+    rows.push({
+      kind: 'Job',
+      link: (
+        <Link routeName="job" params={{ namespace, name: j.metadata.name }}>
+          {j.metadata.name}
+        </Link>
+      ),
+    });
   }
   if (jobName && !(jobs.items ?? []).some(j => j.metadata.name === jobName)) {
-    rows.push({ kind: 'Job', link: <Link routeName="job" params={{ namespace, name: jobName }}>{jobName}</Link> });
+    rows.push({
+      kind: 'Job',
+      link: (
+        <Link routeName="job" params={{ namespace, name: jobName }}>
+          {jobName}
+        </Link>
+      ),
+    });
   }
   for (const s of services.items ?? []) {
-    rows.push({ kind: 'Service', link: <Link routeName="service" params={{ namespace, name: s.metadata.name }}>{s.metadata.name}</Link> });
+    rows.push({
+      kind: 'Service',
+      link: (
+        <Link routeName="service" params={{ namespace, name: s.metadata.name }}>
+          {s.metadata.name}
+        </Link>
+      ),
+    });
   }
   return (
     <SectionBox title="Kubernetes objects">
@@ -172,8 +236,8 @@ function Children({ namespace, name, jobName }: { namespace: string; name: strin
         {r => (
           <SimpleTable
             columns={[
-              { label: 'Kind', getter: (x: typeof rows[0]) => x.kind },
-              { label: 'Name', getter: (x: typeof rows[0]) => x.link },
+              { label: 'Kind', getter: (x: (typeof rows)[0]) => x.kind },
+              { label: 'Name', getter: (x: (typeof rows)[0]) => x.link },
             ]}
             data={r}
           />
@@ -200,8 +264,8 @@ export function MetricsChart({ tj, now = Date.now }: { tj: TrainingJob; now?: ()
       {names.length === 0 ? (
         <Typography data-testid="kiln-empty" variant="body2" color="text.secondary" sx={{ p: 2 }}>
           No metrics reported yet. Training code reports them by printing lines such as
-          <code> kiln-metric loss=0.42</code>; the latest values appear here and are plotted as
-          they change while this page is open.
+          <code> kiln-metric loss=0.42</code>; the latest values appear here and are plotted as they
+          change while this page is open.
         </Typography>
       ) : (
         <>
@@ -212,11 +276,20 @@ export function MetricsChart({ tj, now = Date.now }: { tj: TrainingJob; now?: ()
             <Tooltip />
             <Legend />
             {names.map((n, i) => (
-              <Line key={n} type="monotone" dataKey={n} stroke={palette[i % palette.length]} isAnimationActive={false} />
+              <Line
+                key={n}
+                type="monotone"
+                dataKey={n}
+                stroke={palette[i % palette.length]}
+                isAnimationActive={false}
+              />
             ))}
           </LineChart>
           <Typography variant="body2" data-testid="kiln-latest-metrics">
-            Latest: {Object.entries(metrics ?? {}).map(([k, v]) => `${k}=${v}`).join(', ')}
+            Latest:{' '}
+            {Object.entries(metrics ?? {})
+              .map(([k, v]) => `${k}=${v}`)
+              .join(', ')}
           </Typography>
         </>
       )}

@@ -142,7 +142,9 @@ export function EventsSection({ events, error }: { events: EventLike[] | null; e
             ]}
             data={[...items]
               .sort((a, b) =>
-                (a.lastTimestamp ?? a.eventTime ?? '').localeCompare(b.lastTimestamp ?? b.eventTime ?? '')
+                (a.lastTimestamp ?? a.eventTime ?? '').localeCompare(
+                  b.lastTimestamp ?? b.eventTime ?? ''
+                )
               )
               .slice(-20)}
           />
