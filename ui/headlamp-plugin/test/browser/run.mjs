@@ -76,10 +76,15 @@ try {
   step('list-watched');
 
   // The detail page: shape and conditions with their messages.
-  await Promise.all([
-    page.waitForNavigation({ waitUntil: 'domcontentloaded' }).catch(() => {}),
-    page.click(`a[href$="/kiln/trainingjobs/${ns}/${job}"]`),
-  ]);
+  const href = await page.evaluate(
+    name => [...document.querySelectorAll('a')].find(a => a.textContent === name)?.getAttribute('href'),
+    job
+  );
+  const wantHref = `/c/kiln/kiln/trainingjobs/${ns}/${job}`;
+  if (href !== wantHref) {
+    throw new Error(`the list's link to the TrainingJob: got ${href}, want ${wantHref}`);
+  }
+  await page.click(`a[href="${wantHref}"]`);
   await page.waitForSelector('[data-testid="kiln-shape"]');
   const shape = await page.$eval('[data-testid="kiln-shape"]', el => el.textContent);
   const want = '2 nodes × 8 processes per node, 16 GPUs (8 per node) in pool a100';

@@ -3,10 +3,12 @@
 // (dist/main.js) loaded the way Headlamp loads plugins: a script evaluated against
 // window.pluginLib. Only the desktop app's chrome (app bar, cluster chooser, settings) is left out.
 //
-// Headlamp's modules import each other in cycles (lib/k8s, KubeObject and the classes that
-// extend it); entering through the store, as Headlamp's app does, evaluates them in an order
-// that works, so it is imported first.
+// Headlamp's modules import each other in cycles (KubeObject, the classes extending it, the
+// store and the components). Evaluated from the common components first, every base class is
+// defined before its subclasses (worked out from the import graph of the package's lib/); from
+// the store or lib/k8s first, ReplicaSet is evaluated before KubeObject and the page fails.
 // eslint-disable-next-line simple-import-sort/imports
+import * as CommonComponents from '@kinvolk/headlamp-plugin/lib/components/common';
 import '@kinvolk/headlamp-plugin/lib/i18n/config';
 import store from '@kinvolk/headlamp-plugin/lib/redux/stores/store';
 import * as MuiMaterial from '@mui/material';
@@ -25,13 +27,13 @@ import * as ReactRouter from 'react-router-dom';
 import * as Recharts from 'recharts';
 import RouteSwitcher from '@kinvolk/headlamp-plugin/lib/components/App/RouteSwitcher';
 import { lightTheme } from '@kinvolk/headlamp-plugin/lib/components/App/defaultAppThemes';
-import * as CommonComponents from '@kinvolk/headlamp-plugin/lib/components/common';
 import Sidebar from '@kinvolk/headlamp-plugin/lib/components/Sidebar/Sidebar';
 import * as K8s from '@kinvolk/headlamp-plugin/lib/lib/k8s';
 import * as ApiProxy from '@kinvolk/headlamp-plugin/lib/lib/k8s/apiProxy';
 import * as Crd from '@kinvolk/headlamp-plugin/lib/lib/k8s/crd';
 import { queryClient } from '@kinvolk/headlamp-plugin/lib/lib/queryClient';
 import * as Router from '@kinvolk/headlamp-plugin/lib/lib/router';
+import { setStore } from '@kinvolk/headlamp-plugin/lib/lib/router/createRouteURL';
 import { createMuiTheme } from '@kinvolk/headlamp-plugin/lib/lib/themes';
 import * as Utils from '@kinvolk/headlamp-plugin/lib/lib/util';
 import * as registry from '@kinvolk/headlamp-plugin/lib/plugin/registry';
@@ -67,6 +69,8 @@ async function main() {
   // Headlamp's backend answers /config with the clusters it knows; the test's server does too.
   const config = await (await fetch('/config')).json();
   store.dispatch(setConfig({ clusters: config.clusters }));
+  // Route URLs are looked up in the store, as Headlamp's app start-up arranges.
+  setStore(store);
 
   const source = await (await fetch('/plugins/kiln/main.js')).text();
   // eslint-disable-next-line no-new-func
