@@ -6,6 +6,7 @@
 // eslint-disable-next-line simple-import-sort/imports
 import store from '@kinvolk/headlamp-plugin/lib/redux/stores/store';
 import { lightTheme } from '@kinvolk/headlamp-plugin/lib/components/App/defaultAppThemes';
+import { setStore } from '@kinvolk/headlamp-plugin/lib/lib/router/createRouteURL';
 import { createMuiTheme } from '@kinvolk/headlamp-plugin/lib/lib/themes';
 import { ThemeProvider } from '@mui/material/styles';
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
@@ -13,6 +14,7 @@ import { render, screen } from '@testing-library/react';
 import React from 'react';
 import { Provider } from 'react-redux';
 import { MemoryRouter } from 'react-router-dom';
+import '../index';
 import { ModelServer, Notebook, Sweep, TrainingJob } from '../types';
 import { ClusterView } from './Cluster';
 import { ModelServerDetail, ModelServerList } from './ModelServers';
@@ -58,8 +60,10 @@ const notFound = Object.assign(new Error('the server could not find the requeste
 });
 const unreachable = new Error('Failed to fetch');
 
-// Headlamp builds links to its own views from the cluster in the page's URL.
+// Headlamp builds links from the routes in its store (the plugin's, registered by importing
+// it) and the cluster in the page's URL.
 beforeAll(() => {
+  setStore(store);
   window.history.pushState({}, '', '/c/test/kiln');
 });
 
@@ -121,12 +125,12 @@ describe('lists: content, empty, error and loading states', () => {
     fourth.unmount();
   });
 
-  // The link's target is checked in the browser test (test/ui), where the plugin's routes are
-  // registered through Headlamp's plugin loader.
   it('TrainingJob rows link to the detail page and show the shape', () => {
     api.lists.trainingjobs = { items: [job], error: null };
     show(<TrainingJobList />);
-    expect(screen.getByRole('link', { name: 'llama' })).toBeTruthy();
+    expect(screen.getByRole('link', { name: 'llama' }).getAttribute('href')).toBe(
+      '/c/test/kiln/trainingjobs/ml/llama'
+    );
     expect(screen.getByText('2x8')).toBeTruthy();
     expect(screen.getByText('Running')).toBeTruthy();
   });
