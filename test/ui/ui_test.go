@@ -365,4 +365,3 @@ func serve(t *testing.T, cfg *rest.Config, pluginDist, shellDist string) string 
 	t.Cleanup(func() { _ = s.Close() })
 	return "http://" + l.Addr().String()
 }
-

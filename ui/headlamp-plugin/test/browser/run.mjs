@@ -77,7 +77,8 @@ try {
 
   // The detail page: shape and conditions with their messages.
   const href = await page.evaluate(
-    name => [...document.querySelectorAll('a')].find(a => a.textContent === name)?.getAttribute('href'),
+    name =>
+      [...document.querySelectorAll('a')].find(a => a.textContent === name)?.getAttribute('href'),
     job
   );
   const wantHref = `/c/kiln/kiln/trainingjobs/${ns}/${job}`;
