@@ -275,7 +275,8 @@ var otherKinds = []struct {
 		"kind": "ModelServer", "metadata": map[string]any{"name": "resnet"},
 		"spec": map[string]any{
 			"model":   map[string]any{"uri": "pvc://models/resnet"},
-			"runtime": map[string]any{"image": "registry.example.com/serve:1.0"},
+			"runtime": map[string]any{"image": "registry.example.com/serve:1.0", "port": int64(8080)},
+			"canary":  map[string]any{"model": map[string]any{"uri": "pvc://models/resnet-v2"}, "trafficPercent": int64(10)},
 		},
 	}},
 	{"notebooks", map[string]any{

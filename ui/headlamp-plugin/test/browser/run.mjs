@@ -113,6 +113,15 @@ try {
     step(`list-${k}`);
   }
 
+  // A ModelServer's detail: the traffic split asked for, before a controller reports one.
+  if (kinds.includes('modelservers')) {
+    await page.goto(url(`modelservers/${ns}/resnet`), { waitUntil: 'domcontentloaded' });
+    await waitText('canary 10%', 'the ModelServer traffic bar');
+    await waitText('Promote canary', 'the promote action');
+    await shot('modelserver-detail.png');
+    step('detail-modelservers');
+  }
+
   // A kind whose CRD is absent shows the error state saying what to do.
   const absent = ['sweeps', 'modelservers', 'notebooks'].find(k => !kinds.includes(k));
   if (absent) {
