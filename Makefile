@@ -4,7 +4,7 @@ SHELL := /bin/bash -o pipefail
 KILN := go run ./cmd/kubectl-kiln
 TOOL = $(shell $(KILN) dev tools $(1) 2>/dev/null | cut -f2)
 
-.PHONY: all dev down test unit tools generate verify lint build krew bench-fanout bench-placement bench-webhook bench-sweep
+.PHONY: all dev down test unit tools generate verify lint build krew bench-fanout bench-placement bench-webhook bench-sweep ui
 
 all: build
 
@@ -22,9 +22,15 @@ build:
 	go build -o bin/ ./cmd/...
 
 ## test: everything CI runs: static checks, unit, integration and end-to-end tests
-test: tools verify
+test: tools verify ui
 	go test -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzTrainingJob -fuzztime=20s ./internal/validation
+
+## ui: the Headlamp plugin (ui/headlamp-plugin): install, build, type-check, lint, component tests,
+##     and the browser test's host shell; npm's cache (~/.npm) is reused between runs
+ui:
+	hack/install-chromium.sh
+	cd ui/headlamp-plugin && npm ci --no-audit --no-fund && npm run build && npm run tsc && npm run lint && CI=true npm test && npm run build:shell
 
 ## unit: the quick tests that need no control plane
 unit:
