@@ -77,6 +77,6 @@ bench-webhook:
 	go run ./test/bench/webhook -creates $(or $(CREATES),1000) -concurrency 100,500
 
 ## bench-sweep: search quality of the Sweep algorithms beside random search and Optuna, 10 seeds
-##              (installs Debian's python3-optuna if missing; about 15 minutes on 2 cores)
+##              (installs Debian's python3-optuna if missing; about 20 minutes on 2 busy cores)
 bench-sweep:
 	go run ./test/bench/sweep
