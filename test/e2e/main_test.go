@@ -95,11 +95,20 @@ func (m *managerProcess) start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel, m.done = cancel, make(chan error, 1)
 	go func() { m.done <- mgr.Start(ctx) }()
-	// Kiln's objects are refused while the webhooks are away; tests start once they serve.
+	// Kiln's objects are refused while the webhooks are away, and trials' pushes while the
+	// metrics server is: tests go on once both serve.
 	if err := framework.WaitForWebhooks(plane, time.Minute); err != nil {
 		return errors.Join(err, m.stop())
 	}
-	return nil
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		conn, err := net.Dial("tcp", m.sweepMetrics)
+		if err == nil {
+			return conn.Close()
+		}
+		if time.Now().After(deadline) {
+			return errors.Join(fmt.Errorf("the Sweep metrics server does not listen: %w", err), m.stop())
+		}
+	}
 }
 
 // stop cancels the manager and waits until it has stopped.
