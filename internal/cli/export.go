@@ -228,3 +228,38 @@ func printObjects(w io.Writer, format string, objs []render.Object) error {
 	}
 	return nil
 }
+
+// printObject prints one object as -o asks: its resource/name for "name", else as
+// printObjects does (YAML by default).
+func printObject(w io.Writer, resource, format string, obj render.Object) error {
+	if format == "name" {
+		_, err := fmt.Fprintf(w, "%s/%s\n", resource, obj.GetName())
+		return err
+	}
+	if format == "" {
+		format = "yaml"
+	}
+	return printObjects(w, format, []render.Object{obj})
+}
+
+// createObject creates obj, as a server-side dry run when dryRun is "server", then prints it
+// as -o asks or says that it was created. resource names its kind, such as
+// trainingjob.kiln.dev.
+func createObject(ctx context.Context, c client.Client, obj client.Object, resource, dryRun, format string, w io.Writer) error {
+	var opts []client.CreateOption
+	if dryRun == "server" {
+		opts = append(opts, client.DryRunAll)
+	}
+	if err := c.Create(ctx, obj, opts...); err != nil {
+		return err
+	}
+	if format != "" {
+		return printObject(w, resource, format, obj)
+	}
+	suffix := ""
+	if dryRun == "server" {
+		suffix = " (server dry run)"
+	}
+	_, err := fmt.Fprintf(w, "%s/%s created%s\n", resource, obj.GetName(), suffix)
+	return err
+}

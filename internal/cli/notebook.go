@@ -199,22 +199,10 @@ func (o *NotebookCreateOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var opts []client.CreateOption
-	if o.DryRun == "server" {
-		opts = append(opts, client.DryRunAll)
-	}
-	if err := c.Create(ctx, o.nb, opts...); err != nil {
+	if err := createObject(ctx, c, o.nb, "notebook.kiln.dev", o.DryRun, o.OutputFormat, o.streams.Out); err != nil {
 		return err
 	}
-	if o.OutputFormat != "" {
-		return o.print()
-	}
-	suffix := ""
-	if o.DryRun == "server" {
-		suffix = " (server dry run)"
-	}
-	fmt.Fprintf(o.streams.Out, "notebook.kiln.dev/%s created%s\n", o.nb.Name, suffix)
-	if o.DryRun == "none" {
+	if o.DryRun == "none" && o.OutputFormat == "" {
 		// The warnings admission would give, from the nodes as they are now.
 		var nodes corev1.NodeList
 		if err := c.List(ctx, &nodes); err == nil {
@@ -228,15 +216,7 @@ func (o *NotebookCreateOptions) Run(ctx context.Context) error {
 }
 
 func (o *NotebookCreateOptions) print() error {
-	if o.OutputFormat == "name" {
-		fmt.Fprintf(o.streams.Out, "notebook.kiln.dev/%s\n", o.nb.Name)
-		return nil
-	}
-	format := o.OutputFormat
-	if format == "" {
-		format = "yaml"
-	}
-	return printObjects(o.streams.Out, format, []render.Object{o.nb})
+	return printObject(o.streams.Out, "notebook.kiln.dev", o.OutputFormat, o.nb)
 }
 
 // openHint says how to reach a notebook from a laptop: the Service is

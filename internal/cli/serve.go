@@ -27,7 +27,6 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"kiln.dev/kiln/api/v1alpha1"
-	"kiln.dev/kiln/internal/render"
 	"kiln.dev/kiln/internal/render/serving"
 	"kiln.dev/kiln/internal/validation"
 )
@@ -219,38 +218,17 @@ func (o *ServeOptions) Run(ctx context.Context) error {
 	for _, w := range warnings {
 		fmt.Fprintln(o.streams.ErrOut, "Warning:", w)
 	}
-	var opts []client.CreateOption
-	if o.DryRun == "server" {
-		opts = append(opts, client.DryRunAll)
-	}
-	if err := c.Create(ctx, o.ms, opts...); err != nil {
+	if err := createObject(ctx, c, o.ms, "modelserver.kiln.dev", o.DryRun, o.OutputFormat, o.streams.Out); err != nil {
 		return err
 	}
-	if o.OutputFormat != "" {
-		return o.print()
-	}
-	suffix := ""
-	if o.DryRun == "server" {
-		suffix = " (server dry run)"
-	}
-	fmt.Fprintf(o.streams.Out, "modelserver.kiln.dev/%s created%s\n", o.ms.Name, suffix)
-	if o.DryRun == "none" {
+	if o.DryRun == "none" && o.OutputFormat == "" {
 		fmt.Fprintf(o.streams.ErrOut, "It will answer at %s; follow it with: kubectl kiln status modelserver/%s\n", serving.URL(o.ms), o.ms.Name)
 	}
 	return nil
 }
 
 func (o *ServeOptions) print() error {
-	if o.OutputFormat == "name" {
-		fmt.Fprintf(o.streams.Out, "modelserver.kiln.dev/%s\n", o.ms.Name)
-		return nil
-	}
-	format := o.OutputFormat
-	if format == "" {
-		format = "yaml"
-	}
-	o.ms.APIVersion, o.ms.Kind = v1alpha1.GroupVersion.String(), "ModelServer"
-	return printObjects(o.streams.Out, format, []render.Object{o.ms})
+	return printObject(o.streams.Out, "modelserver.kiln.dev", o.OutputFormat, o.ms)
 }
 
 func readModelServer(path string, stdin io.Reader) (*v1alpha1.ModelServer, error) {

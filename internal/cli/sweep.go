@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
-	"kiln.dev/kiln/internal/render"
 	"kiln.dev/kiln/internal/validation"
 )
 
@@ -135,37 +134,17 @@ func (o *SweepOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var opts []client.CreateOption
-	if o.DryRun == "server" {
-		opts = append(opts, client.DryRunAll)
-	}
-	if err := c.Create(ctx, o.sw, opts...); err != nil {
+	if err := createObject(ctx, c, o.sw, "sweep.kiln.dev", o.DryRun, o.OutputFormat, o.streams.Out); err != nil {
 		return err
 	}
-	if o.OutputFormat != "" {
-		return o.print()
-	}
-	suffix := ""
-	if o.DryRun == "server" {
-		suffix = " (server dry run)"
-	}
-	fmt.Fprintf(o.streams.Out, "sweep.kiln.dev/%s created%s\n", o.sw.Name, suffix)
-	if o.DryRun == "none" {
+	if o.DryRun == "none" && o.OutputFormat == "" {
 		fmt.Fprintf(o.streams.ErrOut, "Follow it with: kubectl kiln status sweep/%s\n", o.sw.Name)
 	}
 	return nil
 }
 
 func (o *SweepOptions) print() error {
-	if o.OutputFormat == "name" {
-		fmt.Fprintf(o.streams.Out, "sweep.kiln.dev/%s\n", o.sw.Name)
-		return nil
-	}
-	format := o.OutputFormat
-	if format == "" {
-		format = "yaml"
-	}
-	return printObjects(o.streams.Out, format, []render.Object{o.sw})
+	return printObject(o.streams.Out, "sweep.kiln.dev", o.OutputFormat, o.sw)
 }
 
 // readSweep decodes one Sweep from a YAML or JSON file, refusing unknown fields.

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
-	"kiln.dev/kiln/internal/render"
 	"kiln.dev/kiln/internal/validation"
 )
 
@@ -232,29 +231,14 @@ func (o *TrainOptions) Validate() error {
 // Run creates (or prints) the job and optionally follows it.
 func (o *TrainOptions) Run(ctx context.Context) error {
 	if o.DryRun == "client" {
-		return o.printTJ()
+		return printObject(o.streams.Out, "trainingjob.kiln.dev", o.OutputFormat, o.tj)
 	}
 	c, err := o.cluster.client()
 	if err != nil {
 		return err
 	}
-	var opts []client.CreateOption
-	if o.DryRun == "server" {
-		opts = append(opts, client.DryRunAll)
-	}
-	if err := c.Create(ctx, o.tj, opts...); err != nil {
+	if err := createObject(ctx, c, o.tj, "trainingjob.kiln.dev", o.DryRun, o.OutputFormat, o.streams.Out); err != nil {
 		return err
-	}
-	if o.OutputFormat != "" {
-		if err := o.printTJ(); err != nil {
-			return err
-		}
-	} else {
-		suffix := ""
-		if o.DryRun == "server" {
-			suffix = " (server dry run)"
-		}
-		fmt.Fprintf(o.streams.Out, "trainingjob.kiln.dev/%s created%s\n", o.tj.Name, suffix)
 	}
 	if !o.Watch {
 		if o.DryRun == "none" && o.OutputFormat == "" {
@@ -263,17 +247,4 @@ func (o *TrainOptions) Run(ctx context.Context) error {
 		return nil
 	}
 	return watchTrainingJob(ctx, c, client.ObjectKeyFromObject(o.tj), o.Timeout, o.streams)
-}
-
-func (o *TrainOptions) printTJ() error {
-	if o.OutputFormat == "name" {
-		fmt.Fprintf(o.streams.Out, "trainingjob.kiln.dev/%s\n", o.tj.Name)
-		return nil
-	}
-	format := o.OutputFormat
-	if format == "" {
-		format = "yaml"
-	}
-	o.tj.APIVersion, o.tj.Kind = v1alpha1.GroupVersion.String(), "TrainingJob"
-	return printObjects(o.streams.Out, format, []render.Object{o.tj})
 }
