@@ -473,7 +473,8 @@ type TrainingJobStatus struct {
 	// +kubebuilder:validation:MaxProperties=64
 	Metrics map[string]string `json:"metrics,omitempty"`
 
-	// latestCheckpoint is the path of the newest checkpoint the training code reported.
+	// latestCheckpoint is the last checkpoint rank 0 reported with a "kiln-checkpoint PATH" log
+	// line before a failure; the next attempt gets it as KILN_RESUME_FROM.
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	LatestCheckpoint string `json:"latestCheckpoint,omitempty"`

@@ -7,10 +7,12 @@
 // topology spread (see package render) puts one worker on each chosen node, so
 // the scheduler cannot scatter the gang, and no pod needs a write of its own.
 //
-// Nothing lives in memory between passes. A pass rebuilds the picture from
-// the API server: nodes, bound pods, and the gangs held, which are the
-// running Jobs with a placement annotation, whether or not their pods exist
-// yet. A manager that dies before the patch leaves the Job suspended and
+// Nothing lives in memory between passes. A pass rebuilds the picture:
+// nodes and Kiln's pods from the manager's cache, other pods and the gangs
+// held read live, the gangs being the running Jobs with a placement
+// annotation, whether or not their pods exist yet. A held gang books its nodes
+// whether or not its pods are in the cache yet, so a cache a few pods behind
+// books nothing twice. A manager that dies before the patch leaves the Job suspended and
 // queued; after it, the Job is held and its pods are already bound for their
 // nodes. Either way nothing is booked twice or lost.
 //
@@ -23,6 +25,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -31,6 +34,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
@@ -53,13 +58,17 @@ import (
 // may be many), and this is how their freed capacity is found.
 const waitingRetry = 15 * time.Second
 
+// passWriters is how many of a pass's writes are in flight at once.
+const passWriters = 8
+
 // Admitter runs admission passes.
 type Admitter struct {
-	// Client reads TrainingJobs, Nodes and PriorityClasses from the cache and
-	// writes Jobs.
+	// Client reads TrainingJobs, Nodes, Kiln's Pods and PriorityClasses from
+	// the cache and writes Jobs.
 	Client client.Client
-	// APIReader reads Jobs and Pods live: a pass must see the placements the
-	// previous pass wrote, or it could book their capacity again.
+	// APIReader reads Jobs live, since a pass must see the placements the
+	// previous pass wrote or it could book their capacity again, and the pods
+	// of other workloads, which the cache does not hold.
 	APIReader client.Reader
 	// Recorder emits Events on TrainingJobs.
 	Recorder events.EventRecorder
@@ -196,20 +205,43 @@ func (a *Admitter) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, 
 			log.V(1).Info("capacity picture is partial", "reason", err.Error())
 		}
 		queue, byID := w.queue(gpu)
+		var (
+			mu    sync.Mutex
+			wg    sync.WaitGroup
+			slots = make(chan struct{}, passWriters)
+		)
+		// Each decision writes a different Job, so the writes need no order;
+		// one after another, a pass admitting many gangs would spend most of
+		// its time waiting on round trips.
+		write := func(fn func() error) {
+			wg.Go(func() {
+				slots <- struct{}{}
+				err := fn()
+				<-slots
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			})
+		}
 		for _, d := range placement.Admit(c, queue, nil) {
 			g := byID[d.Gang]
 			if d.State != placement.Admitted {
 				waiting = waiting || d.State == placement.Waiting
-				errs = append(errs, a.record(ctx, g, d))
+				write(func() error { return a.record(ctx, g, d) })
 				continue
 			}
-			if err := a.release(ctx, g, d.Nodes); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			g.nodes = d.Nodes
-			held = append(held, g)
+			write(func() error {
+				if err := a.release(ctx, g, d.Nodes); err != nil {
+					return err
+				}
+				g.nodes = d.Nodes
+				mu.Lock()
+				held = append(held, g)
+				mu.Unlock()
+				return nil
+			})
 		}
+		wg.Wait()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
@@ -226,10 +258,9 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 	if err := a.APIReader.List(ctx, &jobs, client.MatchingLabels{render.LabelManagedBy: render.ManagedBy}); err != nil {
 		return nil, fmt.Errorf("listing Jobs: %w", err)
 	}
-	var pods corev1.PodList
-	bound := fields.ParseSelectorOrDie("spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed")
-	if err := a.APIReader.List(ctx, &pods, client.MatchingFieldsSelector{Selector: bound}); err != nil {
-		return nil, fmt.Errorf("listing pods: %w", err)
+	pods, err := a.boundPods(ctx)
+	if err != nil {
+		return nil, err
 	}
 	var nodes corev1.NodeList
 	if err := a.Client.List(ctx, &nodes); err != nil {
@@ -253,7 +284,7 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 		present[n.Name] = true
 	}
 	priority := priorities(classes.Items)
-	w := &world{nodes: nodes.Items, pods: pods.Items}
+	w := &world{nodes: nodes.Items, pods: pods}
 	for i := range jobs.Items {
 		job := &jobs.Items[i]
 		ref := metav1.GetControllerOf(job)
@@ -269,14 +300,14 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 		case !suspended(job) && job.Annotations[v1alpha1.AnnotationPlacement] != "":
 			g.nodes = placement.DecodePlacement(job.Annotations[v1alpha1.AnnotationPlacement])
 			if why := lostBecause(g, present); why != "" {
-				if !running(job, pods.Items) {
+				if !running(job, pods) {
 					w.lost = append(w.lost, lostGang{g, why})
 					continue
 				}
 				// Workers ran: the work since the last checkpoint is lost, which
 				// is a failure and counts as a restart. The pods left keep their
 				// capacity until the Job fails.
-				w.broken = append(w.broken, lostGang{g, whoLost(g, pods.Items, present)})
+				w.broken = append(w.broken, lostGang{g, whoLost(g, pods, present)})
 			}
 			w.held = append(w.held, g)
 		case suspended(job) && !ptr.Deref(tj.Spec.Suspend, false) && tj.DeletionTimestamp.IsZero():
@@ -284,6 +315,27 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 		}
 	}
 	return w, nil
+}
+
+// boundPods are the pods bound to a node and not finished: Kiln's own from
+// the cache, which holds them anyway, and those of other workloads read live,
+// since the cache keeps only Kiln's.
+func (a *Admitter) boundPods(ctx context.Context) ([]corev1.Pod, error) {
+	var kiln, others corev1.PodList
+	if err := a.Client.List(ctx, &kiln); err != nil {
+		return nil, fmt.Errorf("listing Kiln's pods: %w", err)
+	}
+	notKiln, err := labels.NewRequirement(render.LabelManagedBy, selection.NotEquals, []string{render.ManagedBy})
+	if err != nil {
+		return nil, err
+	}
+	bound := fields.ParseSelectorOrDie("spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed")
+	if err := a.APIReader.List(ctx, &others, client.MatchingLabelsSelector{Selector: labels.NewSelector().Add(*notKiln)},
+		client.MatchingFieldsSelector{Selector: bound}); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	pods := slices.DeleteFunc(kiln.Items, func(p corev1.Pod) bool { return p.Spec.NodeName == "" || podDone(&p) })
+	return append(pods, others.Items...), nil
 }
 
 func lostBecause(g *gang, present map[string]bool) string {

@@ -38,7 +38,7 @@ func (r *Reconciler) chooseShape(ctx context.Context, tj *v1alpha1.TrainingJob) 
 		selector = pt.NodeSelector
 	}
 	var nodes corev1.NodeList
-	if err := r.APIReader.List(ctx, &nodes, client.MatchingLabels(selector)); err != nil {
+	if err := r.Client.List(ctx, &nodes, client.MatchingLabels(selector)); err != nil {
 		return false, fmt.Errorf("listing nodes: %w", err)
 	}
 	shapes := placement.NodeShapesFromNodes(nodes.Items, gpuResource(tj))

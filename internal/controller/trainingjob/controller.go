@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,12 +37,14 @@ const noShapeRetry = time.Minute
 type Reconciler struct {
 	// Client reads from the manager's cache and writes to the API server.
 	Client client.Client
-	// APIReader reads Nodes and Pods directly from the API server: the controller
-	// needs them rarely (once per job, once per failure), which does not justify
-	// caching every Node and Pod of the cluster.
+	// APIReader reads a failed Job's pods directly from the API server, so the
+	// failure is told from their latest state, not from a cache behind it.
 	APIReader client.Reader
 	// Recorder emits Events on the TrainingJob.
 	Recorder events.EventRecorder
+	// Logs reads rank 0's log when a gang fails, for the last checkpoint it
+	// reported; nil skips that.
+	Logs kubernetes.Interface
 	// Clock stamps condition transitions, completion times and the TTL.
 	Clock clock.PassiveClock
 	// Policy is what the administrator lets jobs ask of the hosts; it is checked again here,
@@ -60,7 +63,8 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims;secrets,verbs=list;watch;create
-// +kubebuilder:rbac:groups="",resources=nodes;pods,verbs=list
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the controller; changes to any child wake its TrainingJob.

@@ -159,11 +159,15 @@ func (r *Reconciler) fail(ctx context.Context, tj *v1alpha1.TrainingJob, job *ba
 		return nil
 	}
 
-	f, err := r.diagnose(ctx, job, cond)
+	var pods corev1.PodList
+	// The controller UID, not the name, so no pod of an earlier same-named Job counts.
+	err := r.APIReader.List(ctx, &pods, client.InNamespace(job.Namespace), client.MatchingLabels{batchv1.ControllerUidLabel: string(job.UID)})
 	if err != nil {
-		return err
+		return fmt.Errorf("listing the pods of Job %s: %w", job.Name, err)
 	}
+	f := diagnose(job, cond, pods.Items)
 	if s.Restarts < maxRestarts {
+		r.readCheckpoint(ctx, tj, pods.Items)
 		msg := fmt.Sprintf("%s on %s; restarting the whole gang as attempt %d", f.what, attempt, s.Restarts+2)
 		s.LastFailure = &v1alpha1.FailureStatus{Index: f.index, Reason: f.reason, Message: msg}
 		s.Restarts++
@@ -196,23 +200,17 @@ func (r *Reconciler) failForGood(tj *v1alpha1.TrainingJob, reason, msg string) {
 }
 
 // diagnose finds the worker whose failure failed the Job.
-func (r *Reconciler) diagnose(ctx context.Context, job *batchv1.Job, cond *batchv1.JobCondition) (failure, error) {
+func diagnose(job *batchv1.Job, cond *batchv1.JobCondition, pods []corev1.Pod) failure {
 	if lost := job.Annotations[v1alpha1.AnnotationLostNode]; lost != "" {
 		// The worker's pod went with its node; the others may have failed after it.
-		return failure{reason: "NodeLost", what: lost}, nil
+		return failure{reason: "NodeLost", what: lost}
 	}
-	var pods corev1.PodList
-	// The controller UID, not the name, so no pod of an earlier same-named Job counts.
-	err := r.APIReader.List(ctx, &pods, client.InNamespace(job.Namespace), client.MatchingLabels{batchv1.ControllerUidLabel: string(job.UID)})
-	if err != nil {
-		return failure{}, fmt.Errorf("listing the pods of Job %s: %w", job.Name, err)
-	}
-	if p := firstFailed(pods.Items); p != nil {
-		return describe(p), nil
+	if p := firstFailed(pods); p != nil {
+		return describe(p)
 	}
 	// The pods are gone (deleted by hand, or by the node's removal): the Job's
 	// own account is all there is.
-	return failure{reason: cond.Reason, what: fmt.Sprintf("Job %s failed (%s: %s)", job.Name, cond.Reason, cond.Message)}, nil
+	return failure{reason: cond.Reason, what: fmt.Sprintf("Job %s failed (%s: %s)", job.Name, cond.Reason, cond.Message)}
 }
 
 func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
