@@ -29,6 +29,7 @@ func main() {
 	})
 	flag.IntVar(&o.Burst, "kube-api-burst", 100, "burst of queries to the API server")
 	flag.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "objects each controller works on at once")
+	flag.StringVar(&o.FetchImage, "fetch-image", "", "image of cmd/kiln-fetch, which downloads s3://, gs:// and https:// data and models (the kiln-serving ConfigMap's fetchImage wins for ModelServers)")
 	flag.BoolVar(&o.Policy.AllowHostPath, "allow-host-path", false, "let TrainingJob pod overlays mount hostPath volumes")
 	flag.BoolVar(&o.Policy.AllowHostNetwork, "allow-host-network", false, "let TrainingJobs use the node's network namespace (network.hostNetwork)")
 	flag.BoolVar(&o.Webhooks.Enabled, "webhooks", true, "serve the admission webhooks")

@@ -63,6 +63,9 @@ type Options struct {
 	SkipNameValidation bool
 	// Namespace is Kiln's own (default kiln-system): where the kiln-serving ConfigMap is.
 	Namespace string
+	// FetchImage is the image of cmd/kiln-fetch, which downloads s3://, gs:// and https://
+	// data inputs and models; the kiln-serving ConfigMap's fetchImage wins for ModelServers.
+	FetchImage string
 }
 
 // LeaderElectionID names the lease replicas compete for.
@@ -128,12 +131,13 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	err = (&trainingjob.Reconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Logs:      pods,
-		Recorder:  mgr.GetEventRecorder("kiln-trainingjob"),
-		Clock:     clock.RealClock{},
-		Policy:    o.Policy,
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Logs:       pods,
+		FetchImage: o.FetchImage,
+		Recorder:   mgr.GetEventRecorder("kiln-trainingjob"),
+		Clock:      clock.RealClock{},
+		Policy:     o.Policy,
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the TrainingJob controller: %w", err)
@@ -152,12 +156,13 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("creating a discovery client: %w", err)
 	}
 	err = (&modelserver.Reconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("kiln-modelserver"),
-		Clock:     clock.RealClock{},
-		Namespace: orDefault(o.Namespace, "kiln-system"),
-		Gateway:   &modelserver.GatewayDetector{Discovery: disco, Clock: clock.RealClock{}, TTL: 10 * time.Second},
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Recorder:   mgr.GetEventRecorder("kiln-modelserver"),
+		Clock:      clock.RealClock{},
+		Namespace:  orDefault(o.Namespace, "kiln-system"),
+		FetchImage: o.FetchImage,
+		Gateway:    &modelserver.GatewayDetector{Discovery: disco, Clock: clock.RealClock{}, TTL: 10 * time.Second},
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the ModelServer controller: %w", err)

@@ -9,6 +9,7 @@
 package modelserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -58,6 +59,8 @@ type Reconciler struct {
 	Clock clock.PassiveClock
 	// Namespace is Kiln's own, where the kiln-serving ConfigMap is.
 	Namespace string
+	// FetchImage downloads object-storage models when the ConfigMap names none.
+	FetchImage string
 	// Gateway says whether the cluster serves Gateway API HTTPRoutes.
 	Gateway *GatewayDetector
 }
@@ -219,7 +222,9 @@ func (r *Reconciler) config(ctx context.Context) (serving.Config, error) {
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: serving.ConfigMapName}, cm)
 	switch {
 	case apierrors.IsNotFound(err):
-		return serving.DefaultConfig(), nil
+		c := serving.DefaultConfig()
+		c.FetchImage = cmp.Or(c.FetchImage, r.FetchImage)
+		return c, nil
 	case err != nil:
 		return serving.Config{}, fmt.Errorf("reading ConfigMap %s/%s: %w", r.Namespace, serving.ConfigMapName, err)
 	}
@@ -227,6 +232,7 @@ func (r *Reconciler) config(ctx context.Context) (serving.Config, error) {
 	if err != nil {
 		return serving.Config{}, fmt.Errorf("ConfigMap %s/%s: %w", r.Namespace, serving.ConfigMapName, err)
 	}
+	c.FetchImage = cmp.Or(c.FetchImage, r.FetchImage)
 	return c, nil
 }
 

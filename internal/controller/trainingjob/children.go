@@ -98,7 +98,7 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonPolicyDenied, errs.ToAggregate().Error())
 		return nil, nil
 	}
-	opts := render.Options{OwnerReferences: true}
+	opts := render.Options{OwnerReferences: true, FetchImage: r.FetchImage}
 	if tj.Spec.Framework == v1alpha1.FrameworkMPI {
 		// Passing the stored key back keeps it from being rotated under running workers.
 		secret := &corev1.Secret{}

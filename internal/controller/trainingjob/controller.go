@@ -42,6 +42,9 @@ type Reconciler struct {
 	APIReader client.Reader
 	// Recorder emits Events on the TrainingJob.
 	Recorder events.EventRecorder
+	// FetchImage runs the init step that downloads s3://, gs:// and https://
+	// data inputs (cmd/kiln-fetch); without it such inputs are refused.
+	FetchImage string
 	// Logs reads rank 0's log when a gang fails, for the last checkpoint it
 	// reported; nil skips that.
 	Logs kubernetes.Interface
