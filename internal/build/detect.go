@@ -165,7 +165,7 @@ func detectPython(dir string) (Project, bool) {
 		}
 	}
 	if n := requirementCount(filepath.Join(dir, "requirements.txt")); n > 0 {
-		p.Notes = append(p.Notes, fmt.Sprintf("requirements.txt lists %d packages that kiln build cannot install (pip needs a container to run in): the base image must already carry them, e.g. a PyTorch runtime image; or run `kubectl kiln init` and build the Dockerfile with a container builder", n))
+		p.Notes = append(p.Notes, fmt.Sprintf("requirements.txt lists %d package(s) that kiln build cannot install (pip needs a container to run in): the base image must already carry them, e.g. a PyTorch runtime image; or run `kubectl kiln init` and build the Dockerfile with a container builder", n))
 	}
 	return p, true
 }
