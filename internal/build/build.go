@@ -106,7 +106,14 @@ func Image(ctx context.Context, o Options) (v1.Image, Project, error) {
 	if err != nil {
 		return nil, Project{}, err
 	}
-	o.step("detected %s (%s)", p.Language, strings.Join(p.Evidence, ", "))
+	ep := "none (the workload must give its command)"
+	if len(p.Entrypoint) > 0 {
+		ep = strings.Join(p.Entrypoint, " ")
+	}
+	o.step("detected %s (%s); entrypoint %s", p.Language, strings.Join(p.Evidence, ", "), ep)
+	for _, n := range p.Notes {
+		o.step("note: %s", n)
+	}
 	plat, err := v1.ParsePlatform(o.Platform)
 	if err != nil {
 		return nil, p, fmt.Errorf("platform %q: %w", o.Platform, err)
@@ -336,4 +343,23 @@ func mergeEnv(base, add []string) []string {
 func fileExists(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular()
+}
+
+// Pull fetches image for o.Platform with o's credentials, as Build fetches a base; a
+// registry failure comes back as a RegistryError.
+func Pull(ctx context.Context, image string, o Options) (v1.Image, error) {
+	o = o.withDefaults()
+	ref, err := name.ParseReference(image, o.nameOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not an image reference: %w", image, err)
+	}
+	plat, err := v1.ParsePlatform(o.Platform)
+	if err != nil {
+		return nil, fmt.Errorf("platform %q: %w", o.Platform, err)
+	}
+	img, err := remote.Image(ref, append(o.remoteOptions(ctx), remote.WithPlatform(*plat))...)
+	if err != nil {
+		return nil, registryError(ref.Context().RegistryStr(), "pull "+image+" from", err)
+	}
+	return img, nil
 }

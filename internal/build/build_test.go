@@ -207,7 +207,7 @@ func TestBuildPython(t *testing.T) {
 	if mt, _ := img.MediaType(); mt != types.DockerManifestSchema2 {
 		t.Errorf("manifest media type %s: want the base's", mt)
 	}
-	for _, line := range []string{"detected python (requirements.txt, train.py)", "source layer: 6 files under /app", "pushed " + res.Reference} {
+	for _, line := range []string{"detected python (requirements.txt, train.py); entrypoint python3 /app/train.py", "source layer: 6 files under /app", "pushed " + res.Reference} {
 		if !strings.Contains(progress.String(), line+"\n") {
 			t.Errorf("progress lacks %q:\n%s", line, progress.String())
 		}
