@@ -1,7 +1,8 @@
 // Command kiln-fetch is the init step that downloads a TrainingJob's data input
 // or a ModelServer's model: kiln-fetch URI DIR, with credentials in the
 // environment (see package fetch). Build it into an image with
-// `kubectl kiln build` and give it to the manager with --fetch-image.
+// `kubectl kiln build . --main ./cmd/kiln-fetch --image REF` and give it to the
+// manager with --fetch-image.
 package main
 
 import (
@@ -10,6 +11,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// Mozilla's roots, used only where the image has no CA certificates of its
+	// own (a scratch image, as kubectl kiln build makes by default).
+	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"kiln.dev/kiln/internal/fetch"
 )
