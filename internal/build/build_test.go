@@ -460,6 +460,9 @@ func TestWriteTarball(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("tarball mode: %v, %v; want 0644", st.Mode(), err)
+	}
 
 	// As an OCI layout: the same manifest, byte for byte.
 	dir := t.TempDir()

@@ -227,7 +227,7 @@ func detectNode(dir string) (Project, bool) {
 		if st, err := os.Stat(filepath.Join(dir, "node_modules")); err == nil && st.IsDir() && (ign == nil || !ign.excludes("node_modules")) {
 			p.Notes = append(p.Notes, "node_modules is included as installed here; native modules must have been built for the target platform")
 		} else {
-			p.Notes = append(p.Notes, fmt.Sprintf("package.json has %d dependencies and no node_modules goes into the image: run `npm ci --omit=dev` before building (kiln build cannot run npm without a container), or use `kubectl kiln init` and a container builder", len(pkg.Dependencies)))
+			p.Notes = append(p.Notes, fmt.Sprintf("package.json has %d dependencies but no node_modules goes into the image (none here, or an ignore file leaves it out): run `npm ci --omit=dev` before building (kiln build cannot run npm without a container), or use `kubectl kiln init` and a container builder", len(pkg.Dependencies)))
 		}
 	}
 	return p, true

@@ -32,6 +32,11 @@ func WriteTarball(img v1.Image, ref, path string) error {
 		f.Close()
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
+	// CreateTemp made it private; an image tarball is no secret.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
 	if err := f.Close(); err != nil {
 		return err
 	}
