@@ -21,6 +21,10 @@ const (
 	// AnnotationPushRegistrySecret names a kubernetes.io/dockerconfigjson Secret in
 	// the object's namespace with the credentials to push (and pull the base).
 	AnnotationPushRegistrySecret = "push.kiln.dev/registry-secret"
+	// AnnotationPushGitSecret names a kubernetes.io/basic-auth Secret in the
+	// object's namespace (username, password: a user and an access token) to
+	// fetch a private repository over HTTPS.
+	AnnotationPushGitSecret = "push.kiln.dev/git-secret"
 	// AnnotationPushBuild is how the commit is built: PushBuildSource (default)
 	// or PushBuildDockerfile.
 	AnnotationPushBuild = "push.kiln.dev/build"
