@@ -62,6 +62,8 @@ type Options struct {
 	SkipNameValidation bool
 	// Namespace is Kiln's own (default kiln-system): where the kiln-serving ConfigMap is.
 	Namespace string
+	// Push configures push-to-deploy, served on the webhook server.
+	Push PushOptions
 }
 
 // LeaderElectionID names the lease replicas compete for.
@@ -163,6 +165,11 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up gang admission: %w", err)
+	}
+	if o.Webhooks.Enabled && o.Push.Enabled {
+		if o.Webhooks.Extra, err = addPush(mgr, o.Push); err != nil {
+			return nil, fmt.Errorf("setting up push-to-deploy: %w", err)
+		}
 	}
 	if o.Webhooks.Enabled {
 		o.Webhooks.Policy = o.Policy

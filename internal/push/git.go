@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 
 	"github.com/go-git/go-billy/v5"
@@ -62,6 +63,10 @@ func Fetch(ctx context.Context, url, branch, dir, gitDir string, auth transport.
 	head, err := repo.Head()
 	if err != nil {
 		return "", fmt.Errorf("reading the fetched head: %w", err)
+	}
+	// go-git points the work tree at gitDir with a .git file; the source is built without it.
+	if err := os.Remove(filepath.Join(dir, ".git")); err != nil && !os.IsNotExist(err) {
+		return "", err
 	}
 	return head.Hash().String(), nil
 }

@@ -3,6 +3,7 @@ package push
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -55,6 +56,11 @@ func ConfigFrom(a map[string]string) (Config, error) {
 	var problems []string
 	if RepoKey(c.Repository) == "" {
 		problems = append(problems, fmt.Sprintf("%s must be a Git URL", v1alpha1.AnnotationPushRepository))
+	}
+	if u, err := url.Parse(c.Repository); err == nil && u.User != nil {
+		if _, hasPassword := u.User.Password(); hasPassword {
+			problems = append(problems, fmt.Sprintf("%s must not hold credentials: name a Secret in %s", v1alpha1.AnnotationPushRepository, v1alpha1.AnnotationPushGitSecret))
+		}
 	}
 	if _, err := name.NewRepository(c.Image); err != nil {
 		problems = append(problems, fmt.Sprintf("%s must name an image repository (no tag or digest)", v1alpha1.AnnotationPushImage))
