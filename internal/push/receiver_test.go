@@ -314,16 +314,21 @@ func TestConfigFrom(t *testing.T) {
 	}{
 		{name: "defaults", in: valid, want: Config{Repository: "https://github.com/acme/model.git", Branch: "main",
 			WebhookSecret: "hook", Image: "registry.example:5000/acme/model", Build: "source", Dockerfile: "Dockerfile"}},
-		{name: "no repository", in: with("push.kiln.dev/repository", ""), problem: "push.kiln.dev/repository must be a Git URL"},
-		{name: "no webhook secret", in: with("push.kiln.dev/webhook-secret", ""), problem: "push.kiln.dev/webhook-secret must name a Secret"},
-		{name: "no image", in: with("push.kiln.dev/image", ""), problem: "push.kiln.dev/image must name an image repository"},
-		{name: "an image with a digest", in: with("push.kiln.dev/image", "r.example/m@sha256:"+strings.Repeat("a", 64)), problem: "push.kiln.dev/image must name"},
-		{name: "an unknown build", in: with("push.kiln.dev/build", "buildpacks"), problem: "push.kiln.dev/build must be source or dockerfile"},
-		{name: "a Dockerfile outside", in: with("push.kiln.dev/dockerfile", "../Dockerfile"), problem: "push.kiln.dev/dockerfile must be a path inside"},
-		{name: "a bad registry secret", in: with("push.kiln.dev/registry-secret", "Not_A_Name"), problem: "push.kiln.dev/registry-secret must name"},
+		{name: "no repository", in: with("push.kiln.dev/repository", ""), problem: `[push.kiln.dev/repository]: Invalid value: "": must be a Git URL`},
+		{name: "no webhook secret", in: with("push.kiln.dev/webhook-secret", ""), problem: `[push.kiln.dev/webhook-secret]: Invalid value: "": must name a Secret`},
+		{name: "no image", in: with("push.kiln.dev/image", ""), problem: `[push.kiln.dev/image]: Invalid value: "": must name an image repository`},
+		{name: "an image with a digest", in: with("push.kiln.dev/image", "r.example/m@sha256:"+strings.Repeat("a", 64)), problem: "must name an image repository, without tag or digest"},
+		{name: "an unknown build", in: with("push.kiln.dev/build", "buildpacks"), problem: `[push.kiln.dev/build]: Unsupported value: "buildpacks"`},
+		{name: "a Dockerfile outside", in: with("push.kiln.dev/dockerfile", "../Dockerfile"), problem: `[push.kiln.dev/dockerfile]: Invalid value: "../Dockerfile": must be a path inside`},
+		{name: "credentials in the URL", in: with("push.kiln.dev/repository", "https://me:token@github.com/acme/model.git"), problem: `Invalid value: "(redacted)": must not hold credentials`},
+		{name: "a bad branch", in: with("push.kiln.dev/branch", "main..x"), problem: `[push.kiln.dev/branch]: Invalid value: "main..x": must be a branch name`},
+		{name: "a bad registry secret", in: with("push.kiln.dev/registry-secret", "Not_A_Name"), problem: `[push.kiln.dev/registry-secret]: Invalid value: "Not_A_Name": must name a Secret`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if errs := Validate(tc.in); (len(errs) == 0) != (tc.problem == "") {
+				t.Errorf("Validate = %v, want errors: %v", errs, tc.problem != "")
+			}
 			got, err := ConfigFrom(tc.in)
 			switch {
 			case tc.problem == "" && err != nil:
@@ -336,5 +341,11 @@ func TestConfigFrom(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestValidateLeavesOthersAlone(t *testing.T) {
+	if errs := Validate(map[string]string{"kiln.dev/other": "x"}); len(errs) != 0 {
+		t.Errorf("an object without push annotations: %v", errs)
 	}
 }

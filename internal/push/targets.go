@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -42,6 +43,26 @@ type Config struct {
 
 // ConfigFrom reads and checks an object's push-to-deploy annotations.
 func ConfigFrom(a map[string]string) (Config, error) {
+	c, errs := parse(a, field.NewPath("metadata", "annotations"))
+	if len(errs) > 0 {
+		return c, fmt.Errorf("push-to-deploy annotations: %w", errs.ToAggregate())
+	}
+	return c, nil
+}
+
+// Validate checks the push-to-deploy annotations of an object that has any, for
+// admission: a half-annotated object would never deploy.
+func Validate(a map[string]string) field.ErrorList {
+	for k := range a {
+		if strings.HasPrefix(k, "push.kiln.dev/") {
+			_, errs := parse(a, field.NewPath("metadata", "annotations"))
+			return errs
+		}
+	}
+	return nil
+}
+
+func parse(a map[string]string, path *field.Path) (Config, field.ErrorList) {
 	c := Config{
 		Repository:     a[v1alpha1.AnnotationPushRepository],
 		Branch:         orDefault(a[v1alpha1.AnnotationPushBranch], "main"),
@@ -53,40 +74,57 @@ func ConfigFrom(a map[string]string) (Config, error) {
 		BaseImage:      a[v1alpha1.AnnotationPushBaseImage],
 		Dockerfile:     orDefault(a[v1alpha1.AnnotationPushDockerfile], "Dockerfile"),
 	}
-	var problems []string
+	var errs field.ErrorList
+	invalid := func(ann, value, msg string) { errs = append(errs, field.Invalid(path.Key(ann), value, msg)) }
 	if RepoKey(c.Repository) == "" {
-		problems = append(problems, fmt.Sprintf("%s must be a Git URL", v1alpha1.AnnotationPushRepository))
-	}
-	if u, err := url.Parse(c.Repository); err == nil && u.User != nil {
+		invalid(v1alpha1.AnnotationPushRepository, c.Repository, "must be a Git URL")
+	} else if u, err := url.Parse(c.Repository); err == nil && u.User != nil {
 		if _, hasPassword := u.User.Password(); hasPassword {
-			problems = append(problems, fmt.Sprintf("%s must not hold credentials: name a Secret in %s", v1alpha1.AnnotationPushRepository, v1alpha1.AnnotationPushGitSecret))
+			invalid(v1alpha1.AnnotationPushRepository, "(redacted)", "must not hold credentials: name a Secret in "+v1alpha1.AnnotationPushGitSecret)
 		}
+	}
+	if !validBranch(c.Branch) {
+		invalid(v1alpha1.AnnotationPushBranch, c.Branch, "must be a branch name")
 	}
 	if _, err := name.NewRepository(c.Image); err != nil {
-		problems = append(problems, fmt.Sprintf("%s must name an image repository (no tag or digest)", v1alpha1.AnnotationPushImage))
+		invalid(v1alpha1.AnnotationPushImage, c.Image, "must name an image repository, without tag or digest")
 	}
-	for ann, name := range map[string]string{
-		v1alpha1.AnnotationPushWebhookSecret:  c.WebhookSecret,
-		v1alpha1.AnnotationPushRegistrySecret: c.RegistrySecret,
-		v1alpha1.AnnotationPushGitSecret:      c.GitSecret,
+	for _, s := range []struct {
+		ann, name string
+		required  bool
+	}{
+		{v1alpha1.AnnotationPushWebhookSecret, c.WebhookSecret, true},
+		{v1alpha1.AnnotationPushRegistrySecret, c.RegistrySecret, false},
+		{v1alpha1.AnnotationPushGitSecret, c.GitSecret, false},
 	} {
-		if name == "" && ann != v1alpha1.AnnotationPushWebhookSecret {
+		if s.name == "" && !s.required {
 			continue
 		}
-		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-			problems = append(problems, fmt.Sprintf("%s must name a Secret in the same namespace", ann))
+		if len(validation.IsDNS1123Subdomain(s.name)) > 0 {
+			invalid(s.ann, s.name, "must name a Secret in the same namespace")
 		}
 	}
 	if c.Build != v1alpha1.PushBuildSource && c.Build != v1alpha1.PushBuildDockerfile {
-		problems = append(problems, fmt.Sprintf("%s must be %s or %s", v1alpha1.AnnotationPushBuild, v1alpha1.PushBuildSource, v1alpha1.PushBuildDockerfile))
+		errs = append(errs, field.NotSupported(path.Key(v1alpha1.AnnotationPushBuild), c.Build, []string{v1alpha1.PushBuildSource, v1alpha1.PushBuildDockerfile}))
 	}
 	if strings.HasPrefix(c.Dockerfile, "/") || strings.Contains("/"+c.Dockerfile+"/", "/../") {
-		problems = append(problems, fmt.Sprintf("%s must be a path inside the repository", v1alpha1.AnnotationPushDockerfile))
+		invalid(v1alpha1.AnnotationPushDockerfile, c.Dockerfile, "must be a path inside the repository")
 	}
-	if len(problems) > 0 {
-		return c, fmt.Errorf("push-to-deploy annotations: %s", strings.Join(problems, "; "))
+	return c, errs
+}
+
+// validBranch accepts what Git accepts in a branch name, roughly: no spaces,
+// control characters, "..", or the characters Git reserves.
+func validBranch(b string) bool {
+	if b == "" || len(b) > 255 || strings.Contains(b, "..") || strings.HasPrefix(b, "-") || strings.HasSuffix(b, "/") || strings.HasSuffix(b, ".lock") {
+		return false
 	}
-	return c, nil
+	for _, r := range b {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune("~^:?*[\\", r) {
+			return false
+		}
+	}
+	return true
 }
 
 // Target is an object annotated for push-to-deploy.

@@ -69,6 +69,12 @@ func TestPushToDeploy(t *testing.T) {
 	ms.Annotations[v1alpha1.AnnotationPushRepository] = repo
 	ms.Annotations[v1alpha1.AnnotationPushImage] = host + "/acme/sentiment"
 	ms.Annotations[v1alpha1.AnnotationPushBaseImage] = base
+	// Half-annotated, it would never deploy: admission refuses it with the annotation's path.
+	half := ms.DeepCopy()
+	half.Annotations = map[string]string{v1alpha1.AnnotationPushRepository: repo}
+	if err := c.Create(context.Background(), half); err == nil || !strings.Contains(err.Error(), "metadata.annotations[push.kiln.dev/webhook-secret]") {
+		t.Fatalf("a ModelServer without a webhook secret annotation: %v, want it refused", err)
+	}
 	create(t, c, ms)
 	waitForMS(t, c, ms, readyIs(v1alpha1.ModelServerReady, metav1.ConditionTrue, v1alpha1.ReasonServing))
 
