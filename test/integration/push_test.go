@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -46,7 +48,7 @@ type pushEnv struct {
 
 func newPushEnv(t *testing.T, o push.Options) *pushEnv {
 	e := &pushEnv{env: newEnv(t), git: framework.NewGitServer(t), recorder: events.NewFakeRecorder(100)}
-	reg := httptest.NewServer(registry.New())
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(reg.Close)
 	e.registry = strings.TrimPrefix(reg.URL, "http://")
 	e.base = e.registry + "/base:1"
