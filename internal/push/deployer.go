@@ -40,7 +40,7 @@ import (
 // +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=get;create
 // +kubebuilder:rbac:groups=kiln.dev,resources=modelservers/status;trainingjobs/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch;create
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -327,8 +327,8 @@ func (d *Deployer) dockerfileBuild(ctx context.Context, obj client.Object, cfg C
 	if err != nil {
 		return "", err
 	}
-	if err := d.Client.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", fmt.Errorf("creating the build Job: %w", err)
+	if err := d.createBuildJob(ctx, job); err != nil {
+		return "", err
 	}
 	for {
 		digest, err := d.buildResult(ctx, job)
@@ -346,25 +346,54 @@ func (d *Deployer) dockerfileBuild(ctx context.Context, obj client.Object, cfg C
 	}
 }
 
+// createBuildJob creates the commit's build Job. One that already exists is
+// this commit's too: a running or successful one is waited for, a failed one
+// replaced, so a redelivered push retries the build.
+func (d *Deployer) createBuildJob(ctx context.Context, job *batchv1.Job) error {
+	for {
+		err := d.Client.Create(ctx, job.DeepCopy())
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating the build Job: %w", err)
+		}
+		existing := &batchv1.Job{}
+		if err := d.Client.Get(ctx, client.ObjectKeyFromObject(job), existing); err == nil {
+			if jobCondition(existing, batchv1.JobFailed) == nil {
+				return nil
+			}
+			if existing.DeletionTimestamp.IsZero() {
+				err := d.Client.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+				if client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+					return fmt.Errorf("deleting the failed build Job: %w", err)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replacing the failed build Job %s: %w", job.Name, ctx.Err())
+		case <-time.After(d.Options.PollInterval):
+		}
+	}
+}
+
+func jobCondition(j *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
+	for i, c := range j.Status.Conditions {
+		if c.Type == t && c.Status == corev1.ConditionTrue {
+			return &j.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
 // buildResult is the digest a finished build Job reported, "" while it runs.
 func (d *Deployer) buildResult(ctx context.Context, job *batchv1.Job) (string, error) {
 	current := &batchv1.Job{}
 	if err := d.Client.Get(ctx, client.ObjectKeyFromObject(job), current); err != nil {
 		return "", client.IgnoreNotFound(err) // not in the cache yet
 	}
-	var failed *batchv1.JobCondition
-	complete := false
-	for i, c := range current.Status.Conditions {
-		if c.Status != corev1.ConditionTrue {
-			continue
-		}
-		switch c.Type {
-		case batchv1.JobComplete:
-			complete = true
-		case batchv1.JobFailed:
-			failed = &current.Status.Conditions[i]
-		}
-	}
+	failed, complete := jobCondition(current, batchv1.JobFailed), jobCondition(current, batchv1.JobComplete) != nil
 	if !complete && failed == nil {
 		return "", nil
 	}
@@ -374,6 +403,9 @@ func (d *Deployer) buildResult(ctx context.Context, job *batchv1.Job) (string, e
 	}
 	message := ""
 	for _, p := range pods.Items {
+		if !metav1.IsControlledBy(&p, current) {
+			continue // a pod of an earlier Job of the same name
+		}
 		for _, cs := range p.Status.ContainerStatuses {
 			if t := cs.State.Terminated; t != nil && t.Message != "" {
 				message = strings.TrimSpace(t.Message)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
 	"github.com/go-git/go-billy/v5"
@@ -24,6 +25,7 @@ var ErrTooLarge = errors.New("the repository is larger than the fetch limit")
 
 // Head is the commit branch points at in the repository at url.
 func Head(ctx context.Context, url, branch string, auth transport.AuthMethod) (string, error) {
+	url = strings.TrimRight(url, "/") // a trailing slash would double the one before info/refs
 	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{url}})
 	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth})
 	if err != nil {
@@ -43,6 +45,7 @@ func Head(ctx context.Context, url, branch string, auth transport.AuthMethod) (s
 // the commit checked out: the branch's head now, which is the pushed commit or a
 // later one, so a replayed or late event never deploys an older commit.
 func Fetch(ctx context.Context, url, branch, dir, gitDir string, auth transport.AuthMethod, maxBytes int64) (string, error) {
+	url = strings.TrimRight(url, "/")
 	b := &budget{}
 	b.left.Store(maxBytes)
 	storage := filesystem.NewStorage(limitFS{osfs.New(gitDir), b}, cache.NewObjectLRUDefault())

@@ -1,4 +1,4 @@
-package push
+package push_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"kiln.dev/kiln/internal/push"
 	"kiln.dev/kiln/test/framework"
 )
 
@@ -32,13 +33,13 @@ func TestFetch(t *testing.T) {
 	}{
 		{name: "the branch's head", branch: "main", limit: 1 << 20, commit: second, file: "print('two')\n"},
 		{name: "another branch", branch: "dev", limit: 1 << 20, commit: other, file: "print('dev')\n"},
-		{name: "over the size limit", branch: "main", limit: 100, err: ErrTooLarge},
+		{name: "over the size limit", branch: "main", limit: 100, err: push.ErrTooLarge},
 		{name: "no such branch", branch: "nope", limit: 1 << 20, problem: "fetching branch nope"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			got, err := Fetch(ctx, repo, tc.branch, filepath.Join(dir, "src"), filepath.Join(dir, "git"), nil, tc.limit)
+			got, err := push.Fetch(ctx, repo, tc.branch, filepath.Join(dir, "src"), filepath.Join(dir, "git"), nil, tc.limit)
 			switch {
 			case tc.err != nil || tc.problem != "":
 				if err == nil || (tc.err != nil && !errors.Is(err, tc.err)) || !strings.Contains(err.Error(), tc.problem) {
@@ -58,7 +59,7 @@ func TestFetch(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, "src", ".git")); !os.IsNotExist(err) {
 				t.Errorf("the source directory has a .git (%v): it would be built into the image", err)
 			}
-			head, err := Head(ctx, repo, tc.branch, nil)
+			head, err := push.Head(ctx, repo, tc.branch, nil)
 			if err != nil || head != tc.commit {
 				t.Errorf("Head = %s, %v; want %s", head, err, tc.commit)
 			}

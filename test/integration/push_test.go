@@ -172,7 +172,13 @@ func TestPushTrainingJobTemplate(t *testing.T) {
 	run := &v1alpha1.TrainingJob{}
 	runName := render.PushRunName("resnet", commit)
 	framework.Eventually(t, 2*time.Minute, func() error {
-		return e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: runName}, run)
+		err := e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: runName}, run)
+		if err != nil {
+			template := &v1alpha1.TrainingJob{}
+			_ = e.c.Get(ctx, client.ObjectKeyFromObject(tj), template)
+			return fmt.Errorf("%w (template status.source %+v)", err, template.Status.Source)
+		}
+		return nil
 	})
 	if !strings.HasPrefix(run.Spec.Image, e.registry+"/team/model@sha256:") {
 		t.Errorf("the run's image %q is not the pushed digest", run.Spec.Image)
@@ -249,7 +255,7 @@ func TestPushDockerfileBuild(t *testing.T) {
 	// A build that fails.
 	done := make(chan struct{})
 	go func() { e.deployer.Deploy(ctx, push.Request{Target: target, Commit: commit}); close(done) }()
-	job := e.finishBuildJob(render.BuildJobName("server", commit), false, "error: unable to push to the registry")
+	job := e.finishBuildJob(render.BuildJobName("server", commit), false, "error: unable to push to the registry", "")
 	<-done
 	if err := e.c.Get(ctx, client.ObjectKeyFromObject(ms), ms); err != nil {
 		t.Fatal(err)
@@ -260,21 +266,15 @@ func TestPushDockerfileBuild(t *testing.T) {
 	if want := "--context=git://" + strings.TrimPrefix(repo, "http://") + "#refs/heads/main#" + commit; job.Spec.Template.Spec.Containers[0].Args[0] != want {
 		t.Errorf("build context %q, want %q", job.Spec.Template.Spec.Containers[0].Args[0], want)
 	}
-	if err := e.c.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
-		t.Fatal(err)
-	}
-	framework.Eventually(t, 30*time.Second, func() error {
-		if err := e.c.Get(ctx, client.ObjectKeyFromObject(job), &batchv1.Job{}); err == nil {
-			return fmt.Errorf("the failed Job is still there")
-		}
-		return nil
-	})
 
-	// A build that succeeds.
+	// The push again: the failed Job is replaced, and this build succeeds. (Nothing
+	// collects the old Job's pod here: the new Job's is told apart by its owner.)
 	digest := "sha256:" + strings.Repeat("ab", 32)
 	done = make(chan struct{})
 	go func() { e.deployer.Deploy(ctx, push.Request{Target: target, Commit: commit}); close(done) }()
-	e.finishBuildJob(render.BuildJobName("server", commit), true, digest+"\n")
+	if again := e.finishBuildJob(render.BuildJobName("server", commit), true, digest+"\n", job.UID); again.UID == job.UID {
+		t.Fatal("the failed build Job was not replaced")
+	}
 	<-done
 	if err := e.c.Get(ctx, client.ObjectKeyFromObject(ms), ms); err != nil {
 		t.Fatal(err)
@@ -288,16 +288,23 @@ func TestPushDockerfileBuild(t *testing.T) {
 // finishBuildJob waits for the build Job, then does what the Job controller and
 // the builder would: a pod that terminated with message, and the Job's final
 // conditions.
-func (e *pushEnv) finishBuildJob(name string, succeeded bool, message string) *batchv1.Job {
+func (e *pushEnv) finishBuildJob(name string, succeeded bool, message string, notUID types.UID) *batchv1.Job {
 	e.t.Helper()
 	ctx := context.Background()
 	job := &batchv1.Job{}
 	framework.Eventually(e.t, time.Minute, func() error {
-		return e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: name}, job)
+		if err := e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: name}, job); err != nil {
+			return err
+		}
+		if job.UID == notUID {
+			return fmt.Errorf("build Job %s is still the earlier one", name)
+		}
+		return nil
 	})
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: name + "-", Namespace: e.ns, Labels: map[string]string{batchv1.JobNameLabel: name}},
-		Spec:       *job.Spec.Template.Spec.DeepCopy(),
+		ObjectMeta: metav1.ObjectMeta{GenerateName: name + "-", Namespace: e.ns, Labels: map[string]string{batchv1.JobNameLabel: name},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: name, UID: job.UID, Controller: ptr.To(true)}}},
+		Spec: *job.Spec.Template.Spec.DeepCopy(),
 	}
 	if err := e.c.Create(ctx, pod); err != nil {
 		e.t.Fatal(err)
