@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -146,6 +148,17 @@ func TestPushToDeploy(t *testing.T) {
 		t.Errorf("generation %d after one more push, want %d: something else changed the spec in between", got.Generation, generation+1)
 	}
 	waitForRollout(t, c, ns, "sentiment", got.Status.Source.Image)
+
+	// Neither the secret nor a body reaches the manager's log.
+	managerLog, err := os.ReadFile(filepath.Join(plane.Dir, "kiln-manager.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leak := range []string{secret, base64.StdEncoding.EncodeToString([]byte(secret)), `"after":`} {
+		if bytes.Contains(managerLog, []byte(leak)) {
+			t.Errorf("the manager's log holds %q", leak)
+		}
+	}
 }
 
 func sendPush(t *testing.T, body []byte, signature, delivery string) (int, pushdeploy.Reply) {
