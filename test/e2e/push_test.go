@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -95,10 +96,13 @@ func TestPushToDeploy(t *testing.T) {
 
 	files := map[string]string{"requirements.txt": "scikit-learn\n", "serve.py": "print('v1')\n"}
 	first := git.Commit("sentiment", "main", files)
+	sent := time.Now()
 	if code, reply := send(event(repo, "main", first), secret, "delivery-1"); code != http.StatusAccepted {
 		t.Fatalf("signed push: %d %+v, want 202", code, reply)
 	}
+	replied := time.Since(sent)
 	got := waitForSource(t, c, ms, first)
+	deployed := time.Since(sent)
 	firstImage := got.Status.Source.Image
 	if !strings.HasPrefix(firstImage, host+"/acme/sentiment@sha256:") || got.Spec.Runtime.Image != firstImage {
 		t.Fatalf("runtime image %q, status.source.image %q; want the pushed digest of %s/acme/sentiment", got.Spec.Runtime.Image, firstImage, host)
@@ -107,6 +111,7 @@ func TestPushToDeploy(t *testing.T) {
 		t.Errorf("the deployed image is not in the registry: %v", err)
 	}
 	waitForRollout(t, c, ns, "sentiment", firstImage)
+	t.Logf("first push: replied in %s, image deployed (fetch, build, push, patch) after %s, rolled out after %s", replied, deployed, time.Since(sent))
 
 	// Nothing changes on a push to another branch, a bad signature, a replay or
 	// an unknown repository.
