@@ -252,6 +252,11 @@ type ModelServerStatus struct {
 	// traffic is the split in force.
 	// +optional
 	Traffic *TrafficStatus `json:"traffic,omitempty"`
+
+	// source is what push-to-deploy last did for this server, when it is
+	// annotated for it (docs/push-to-deploy.md).
+	// +optional
+	Source *SourceStatus `json:"source,omitempty"`
 }
 
 // TrackStatus describes the Deployment of one version.

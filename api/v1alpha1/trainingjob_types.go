@@ -478,6 +478,11 @@ type TrainingJobStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	LatestCheckpoint string `json:"latestCheckpoint,omitempty"`
+
+	// source is what push-to-deploy last did for this job, when it is annotated
+	// for it (docs/push-to-deploy.md).
+	// +optional
+	Source *SourceStatus `json:"source,omitempty"`
 }
 
 // ShapeStatus records the chosen shape.

@@ -41,6 +41,10 @@ func main() {
 	flag.StringVar(&o.Sweep.MetricsURL, "sweep-metrics-url", "", "base URL trials reach that address at, such as http://kiln-sweep-metrics.kiln-system.svc:8444")
 	flag.StringVar(&o.Sweep.MetricsCertDir, "sweep-metrics-cert-dir", "", "directory with tls.crt and tls.key to serve trials' pushes over HTTPS")
 	flag.DurationVar(&o.Sweep.LogInterval, "sweep-log-interval", 15*time.Second, "how often running trials' logs are read for kiln-metric lines; negative turns it off")
+	flag.BoolVar(&o.Push.Enabled, "push", true, "serve push-to-deploy's receiver (/push/github, /push/gitlab) on the webhook server; see docs/push-to-deploy.md")
+	flag.StringVar(&o.Push.Build.BaseImage, "push-base-image", "", "base image of source builds whose object names none (default: per language)")
+	flag.StringVar(&o.Push.Build.BuilderImage, "push-builder-image", "", "image that runs Dockerfile builds, taking Kaniko's executor flags; empty refuses Dockerfile builds")
+	flag.BoolVar(&o.Push.Build.Insecure, "push-insecure-registry", false, "let builds push to registries over plain HTTP")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

@@ -66,6 +66,8 @@ type Options struct {
 	// FetchImage is the image of cmd/kiln-fetch, which downloads s3://, gs:// and https://
 	// data inputs and models; the kiln-serving ConfigMap's fetchImage wins for ModelServers.
 	FetchImage string
+	// Push configures push-to-deploy, served on the webhook server.
+	Push PushOptions
 }
 
 // LeaderElectionID names the lease replicas compete for.
@@ -174,6 +176,11 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up gang admission: %w", err)
+	}
+	if o.Webhooks.Enabled && o.Push.Enabled {
+		if o.Webhooks.Extra, err = addPush(mgr, o.Push); err != nil {
+			return nil, fmt.Errorf("setting up push-to-deploy: %w", err)
+		}
 	}
 	if o.Webhooks.Enabled {
 		o.Webhooks.Policy = o.Policy

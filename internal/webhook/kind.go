@@ -29,8 +29,8 @@ func kinds() []registration {
 		register(&v1alpha1.TrainingJob{}, Kind[*v1alpha1.TrainingJob]{
 			Resource:       "trainingjobs",
 			Default:        defaultTrainingJob,
-			Validate:       validation.ValidateTrainingJob,
-			ValidateUpdate: validation.ValidateTrainingJobUpdate,
+			Validate:       withPush(validation.ValidateTrainingJob),
+			ValidateUpdate: withPushUpdate(validation.ValidateTrainingJobUpdate),
 			Admit:          admitTrainingJob,
 		}),
 		register(&v1alpha1.Notebook{}, Kind[*v1alpha1.Notebook]{
@@ -41,8 +41,8 @@ func kinds() []registration {
 		}),
 		register(&v1alpha1.ModelServer{}, Kind[*v1alpha1.ModelServer]{
 			Resource:       "modelservers",
-			Validate:       validation.ValidateModelServer,
-			ValidateUpdate: validation.ValidateModelServerUpdate,
+			Validate:       withPush(validation.ValidateModelServer),
+			ValidateUpdate: withPushUpdate(validation.ValidateModelServerUpdate),
 			Admit:          admitModelServer,
 		}),
 		register(&v1alpha1.Sweep{}, Kind[*v1alpha1.Sweep]{

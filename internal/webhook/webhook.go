@@ -72,6 +72,9 @@ type Options struct {
 	Injection Injection
 	// Policy is what the administrator lets Kiln objects ask of the hosts.
 	Policy validation.Policy
+	// Extra handlers the server serves beside the webhooks, by path (the push
+	// receiver's), with the same certificate.
+	Extra map[string]http.Handler
 }
 
 func (o Options) withDefaults() Options {
@@ -142,6 +145,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	for path, h := range handlers {
+		server.Register(path, h)
+	}
+	for path, h := range o.Extra {
 		server.Register(path, h)
 	}
 	if err := mgr.Add(server); err != nil {

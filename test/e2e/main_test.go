@@ -87,6 +87,7 @@ func (m *managerProcess) start() error {
 	mgr, err := manager.New(m.config, manager.Options{
 		MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true,
 		Webhooks: framework.WebhookOptions(plane),
+		Push:     manager.PushOptions{Enabled: true},
 		Sweep:    manager.SweepOptions{MetricsAddr: m.sweepMetrics, MetricsURL: "http://" + m.sweepMetrics, LogInterval: 2 * time.Second},
 	})
 	if err != nil {
