@@ -372,6 +372,8 @@ iptables:
 conntrack:
   maxPerCore: 0
   min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 `
