@@ -39,6 +39,10 @@ func (n *realNode) cleanHost() []error {
 	if err := removeKubepodsCgroups(); err != nil {
 		errs = append(errs, err)
 	}
+	// containerd makes its shim socket folder there whatever its state folder; removed only
+	// when empty, as another containerd on the machine would keep sockets in it.
+	_ = os.Remove("/run/containerd/s")
+	_ = os.Remove("/run/containerd")
 	return errs
 }
 
