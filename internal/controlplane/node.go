@@ -187,7 +187,7 @@ func (n *realNode) writeConfigs() error {
 	files := map[string]string{
 		n.path("containerd", "config.toml"): fmt.Sprintf(containerdConfig,
 			n.path("containerd", "root"), n.path("containerd", "state"), n.sock(), n.sock()+".ttrpc",
-			n.path("containerd", "opt"), n.pauseRef, n.path("certs.d"), cniBinDir, n.path("cni", "net.d")),
+			n.path("containerd", "opt"), n.pauseRef, n.path("certs.d"), cniBinDir, n.path("cni", "net.d"), n.path("runc")),
 		n.path("certs.d", LocalRegistryName, "hosts.toml"): fmt.Sprintf(registryHosts, n.registry.addr, n.registry.addr),
 		n.path("cni", "net.d", "10-kiln.conflist"):         fmt.Sprintf(cniConfig, cniNetwork, bridgeName, podCIDR, n.path("cni", "ipam")),
 	}
@@ -235,6 +235,7 @@ state = %q
     runtime_type = "io.containerd.runc.v2"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
       SystemdCgroup = false
+      Root = %q
 
 [plugins.'io.containerd.grpc.v1.cri']
   stream_server_address = "127.0.0.1"
