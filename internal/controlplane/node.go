@@ -465,6 +465,11 @@ func (n *realNode) finish() error {
 		}
 	}
 	n.sysctls = nil
+	// Checked while the lock is held: once it is released the next real node may start and
+	// make the same bridge, chains and cgroups.
+	if left := NodeLeftovers(n.dir); len(left) > 0 {
+		err = errors.Join(err, fmt.Errorf("the real node left behind:\n  %s", strings.Join(left, "\n  ")))
+	}
 	if n.lock != nil {
 		_ = syscall.Flock(int(n.lock.Fd()), syscall.LOCK_UN)
 		n.lock.Close()

@@ -95,7 +95,9 @@ func kubeChains() []string {
 }
 
 // NodeLeftovers lists what of a real node under dir is still on the machine: processes, mounts,
-// the bridge, kubepods cgroups. Empty means the machine is clean.
+// the bridge, kubepods cgroups, the kubelet's and kube-proxy's iptables chains and the files the
+// kubelet and libcni keep at fixed places. Empty means the machine is clean. Only meaningful
+// while no other real node runs (Stop checks it before releasing RealNodeLock).
 func NodeLeftovers(dir string) []string {
 	n := &realNode{dir: dir}
 	var left []string
@@ -115,7 +117,7 @@ func NodeLeftovers(dir string) []string {
 		left = append(left, "cgroup "+c)
 	}
 	left = append(left, kubeChains()...)
-	for _, d := range []string{"/run/containerd/runc", "/var/lib/kubelet/device-plugins/kubelet.sock", "/var/lib/cni/results"} {
+	for _, d := range []string{"/var/lib/kubelet/device-plugins/kubelet.sock", "/var/lib/cni/results"} {
 		if _, err := os.Stat(d); err == nil {
 			left = append(left, d)
 		}
