@@ -44,7 +44,7 @@ func (n *realNode) cleanHost() []error {
 	// folders are; removed only when empty (or holding only the kubelet's socket), as another
 	// runtime on the machine would keep its files there.
 	_ = os.Remove("/var/lib/kubelet/device-plugins/kubelet.sock")
-	for _, d := range []string{"/run/containerd/s", "/run/containerd", "/var/lib/cni/results", "/var/lib/cni",
+	for _, d := range []string{"/run/containerd/s", "/run/containerd/runc/k8s.io", "/run/containerd/runc", "/run/containerd", "/var/lib/cni/results", "/var/lib/cni",
 		"/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/log/containers"} {
 		_ = os.Remove(d)
 	}
