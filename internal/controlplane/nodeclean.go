@@ -94,6 +94,20 @@ func kubeChains() []string {
 	return left
 }
 
+// ReleaseDir stops processes whose command line names dir and unmounts everything under it, so
+// that dir can be removed: removing it with a volume of a killed node still bind-mounted below
+// would delete the host folder behind the volume. It touches nothing outside dir.
+func ReleaseDir(dir string) error {
+	n := &realNode{dir: dir}
+	for _, pid := range n.strayProcesses() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if err := waitGone(5*time.Second, n.strayProcesses); err != nil {
+		return err
+	}
+	return unmountUnder(dir)
+}
+
 // NodeLeftovers lists what of a real node under dir is still on the machine: processes, mounts,
 // the bridge, kubepods cgroups, the kubelet's and kube-proxy's iptables chains and the files the
 // kubelet and libcni keep at fixed places. Empty means the machine is clean. Only meaningful
