@@ -35,6 +35,7 @@ const (
 // plane; everything they keep lives under dir.
 type realNode struct {
 	dir      string
+	lockPath string // RealNodeLock unless a test says otherwise
 	ip       net.IP
 	tools    map[string]string
 	out      io.Writer
@@ -109,12 +110,16 @@ func (n *realNode) prepare(ctx context.Context, registryDir, imageCache string) 
 }
 
 func (n *realNode) takeLock(ctx context.Context) error {
-	if err := os.MkdirAll(filepath.Dir(RealNodeLock), 0o755); err != nil {
+	path := n.lockPath
+	if path == "" {
+		path = RealNodeLock
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(RealNodeLock, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", RealNodeLock, err)
+		return fmt.Errorf("opening %s: %w", path, err)
 	}
 	said := false
 	for {
@@ -125,10 +130,10 @@ func (n *realNode) takeLock(ctx context.Context) error {
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
-			return fmt.Errorf("locking %s: %w", RealNodeLock, err)
+			return fmt.Errorf("locking %s: %w", path, err)
 		}
 		if !said {
-			fmt.Fprintf(n.out, "waiting for the other real node on this machine to stop (one at a time: %s)\n", RealNodeLock)
+			fmt.Fprintf(n.out, "waiting for the other real node on this machine to stop (one at a time: %s)\n", path)
 			said = true
 		}
 		select {
@@ -470,11 +475,17 @@ func (n *realNode) finish() error {
 	if left := NodeLeftovers(n.dir); len(left) > 0 {
 		err = errors.Join(err, fmt.Errorf("the real node left behind:\n  %s", strings.Join(left, "\n  ")))
 	}
-	if n.lock != nil {
-		_ = syscall.Flock(int(n.lock.Fd()), syscall.LOCK_UN)
-		n.lock.Close()
-		n.lock = nil
+	return errors.Join(err, n.releaseLock())
+}
+
+// releaseLock lets the next real node on this machine start.
+func (n *realNode) releaseLock() error {
+	if n.lock == nil {
+		return nil
 	}
+	err := syscall.Flock(int(n.lock.Fd()), syscall.LOCK_UN)
+	n.lock.Close()
+	n.lock = nil
 	return err
 }
 
