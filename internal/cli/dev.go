@@ -322,7 +322,14 @@ func newDevServeCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return localkiln.Serve(ctx, localkiln.ServeOptions{Dir: dir, Tools: tools, Pools: ps, Port: port, CRDPaths: []string{crds}, RealNode: realNode}, streams.Out)
+			src, err := sourceDir()
+			if err != nil {
+				return err
+			}
+			return localkiln.Serve(ctx, localkiln.ServeOptions{
+				Dir: dir, Tools: tools, Pools: ps, Port: port, CRDPaths: []string{crds}, RealNode: realNode,
+				Source: filepath.Dir(filepath.Dir(src)), // src is the checkout's hack/tools
+			}, streams.Out)
 		},
 	}
 	addDevFlags(cmd, &pools, &port, &dir)

@@ -27,6 +27,8 @@ type ServeOptions struct {
 	CRDPaths []string
 	// RealNode runs a real node beside the pools; its registry keeps blobs in Dir/registry.
 	RealNode bool
+	// Source is the Kiln checkout, from which the real node's kiln-fetch image is built.
+	Source string
 }
 
 // Serve runs the local Kiln until ctx ends or a component dies, then stops everything. Progress
@@ -66,7 +68,14 @@ func Serve(ctx context.Context, o ServeOptions, out io.Writer) (err error) {
 	defer mgrLog.Close()
 	logger := zap.New(zap.WriteTo(mgrLog))
 	ctrl.SetLogger(logger)
-	mgr, err := manager.New(plane.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0"})
+	var fetchImage string
+	if o.RealNode {
+		fmt.Fprintln(out, "building the kiln-fetch image (downloads of s3://, gs:// and https:// data)")
+		if fetchImage, err = BuildFetchImage(ctx, o.Source, plane.Registry(), io.Discard); err != nil {
+			return err
+		}
+	}
+	mgr, err := manager.New(plane.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0", FetchImage: fetchImage})
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: probe echo|serve|get|indexed|whoami|share ...")
+		fail("usage: probe echo|serve|get|indexed|whoami|share|resume ...")
 	}
 	args := os.Args[2:]
 	switch os.Args[1] {
@@ -55,6 +55,8 @@ func main() {
 				fail("no " + args[2])
 			}
 		}
+	case "resume": // resume FILE...: print the files; fail after a checkpoint unless resumed from one
+		resume(args)
 	default:
 		fail("unknown subcommand " + os.Args[1])
 	}
@@ -138,4 +140,31 @@ func whoami() {
 func fail(msg string) {
 	fmt.Fprintln(os.Stderr, "probe:", msg)
 	os.Exit(1)
+}
+
+// resume plays a training that checkpoints, then dies: without KILN_RESUME_FROM it saves a
+// checkpoint, reports it on stdout and fails; resumed, it prints the checkpoint it was given.
+// Either way it first prints the files named (its data inputs).
+func resume(files []string) {
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			fail(err.Error())
+		}
+		fmt.Printf("%s: %s\n", f, b)
+	}
+	if from := os.Getenv("KILN_RESUME_FROM"); from != "" {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			fail(err.Error())
+		}
+		fmt.Printf("resumed from %s: %s\n", from, b)
+		return
+	}
+	cp := filepath.Join(os.Getenv("KILN_CHECKPOINT_DIR"), "step-100")
+	if err := os.WriteFile(cp, []byte("weights at step 100"), 0o644); err != nil {
+		fail(err.Error())
+	}
+	fmt.Println("kiln-checkpoint " + cp)
+	fail("dying after the checkpoint, as a worker does when its node goes")
 }
