@@ -28,7 +28,8 @@ Go modules, kwok simulating pools of GPU nodes, Kiln's CRDs and its manager. Not
 but Go modules; the first run builds the components (about 10 minutes on 2 cores) and caches them.`,
 	}
 	cmd.AddCommand(newDevUpCommand(streams), newDevDownCommand(streams), newDevStatusCommand(streams),
-		newDevToolsCommand(streams), newDevExamplesCommand(streams), newDevServeCommand(streams))
+		newDevToolsCommand(streams), newDevExamplesCommand(streams), newDevServeCommand(streams),
+		newDevImagesCommand(streams))
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/images"
 	"kiln.dev/kiln/internal/localkiln"
 )
 
@@ -25,6 +27,7 @@ type DevExamplesOptions struct {
 	StateDir  string
 	Namespace string
 	Timeout   time.Duration
+	Registry  string
 
 	streams genericiooptions.IOStreams
 }
@@ -44,6 +47,7 @@ func newDevExamplesCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", localkiln.DefaultDir(), "folder of the local Kiln's kubeconfig and state")
 	cmd.Flags().StringVar(&o.Namespace, "namespace", "kiln-examples", "namespace to run the examples in (recreated objects, same names)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long each example may take")
+	cmd.Flags().StringVar(&o.Registry, "registry", "", "host:port of the registry the real node pulls kiln.local/ images from (default: the local Kiln's)")
 	return cmd
 }
 
@@ -65,6 +69,13 @@ func (o *DevExamplesOptions) Run(ctx context.Context) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Namespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
+	}
+	nodes := &corev1.NodeList{}
+	if err := c.List(ctx, nodes); err != nil {
+		return err
+	}
+	if real := realNodes(nodes.Items); len(real) > 0 {
+		return o.runWorkflow(ctx, s, flags, c, real)
 	}
 	files, err := filepath.Glob(filepath.Join(o.Dir, "*.yaml"))
 	if err != nil {
@@ -103,6 +114,28 @@ func (o *DevExamplesOptions) Run(ctx context.Context) error {
 	return nil
 }
 
+// runWorkflow runs the real ML workflow (examples/digits, examples/ddp) on the real node.
+func (o *DevExamplesOptions) runWorkflow(ctx context.Context, s *localkiln.State, flags *genericclioptions.ConfigFlags, c client.Client, real []string) error {
+	registry := o.Registry
+	if registry == "" {
+		registry = localRegistry(s)
+	}
+	if registry == "" {
+		return fmt.Errorf("the local Kiln has a real node (%s) but no registry for its images is known: pass --registry HOST:PORT", strings.Join(real, ", "))
+	}
+	cs, err := cluster{flags: flags}.clientset()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.streams.Out, "Real node %s: running the example workflow for real (train, tune, serve, predict, DDP) in namespace %s.\n", strings.Join(real, ", "), o.Namespace)
+	w := &workflow{
+		c: c, cs: cs, flags: flags, ns: o.Namespace, dir: o.Dir, registry: registry, timeout: o.Timeout,
+		builder: &images.Builder{Out: indent(o.streams.Out)}, out: o.streams.Out, streams: o.streams,
+	}
+	_, err = w.run(ctx)
+	return err
+}
+
 // recreate deletes an earlier run of the example and creates it again.
 func recreate(ctx context.Context, c client.Client, tj *v1alpha1.TrainingJob) error {
 	old := &v1alpha1.TrainingJob{}
@@ -118,4 +151,10 @@ func recreate(ctx context.Context, c client.Client, tj *v1alpha1.TrainingJob) er
 		}
 	}
 	return c.Create(ctx, tj)
+}
+
+// localRegistry is the host:port of the local Kiln's registry, which its container runtime
+// knows as kiln.local.
+func localRegistry(s *localkiln.State) string {
+	return "" // TODO(realnode): the registry's address from the local Kiln's state
 }
