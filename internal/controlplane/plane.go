@@ -49,6 +49,14 @@ type Options struct {
 	// Webhooks, when set, installs these webhook configurations once the API is up, pointed at
 	// a local serving address and certificate (see Plane.Webhooks for where to serve them).
 	Webhooks *envtest.WebhookInstallOptions
+	// RealNode adds a real node beside the simulated pools: containerd, kubelet, kube-proxy and
+	// CoreDNS on this machine, with a local registry for images (see DetectRealNode). It needs
+	// root and the NodeTools; one real node runs per machine at a time, others wait.
+	RealNode bool
+	// RegistryDir keeps the local registry's blobs; Dir/registry when empty.
+	RegistryDir string
+	// ImageCacheDir keeps the node's built images; DefaultImageCacheDir() when empty.
+	ImageCacheDir string
 }
 
 // Plane is a running control plane.
@@ -71,6 +79,7 @@ type Plane struct {
 	loops    chan struct{}
 	// restartedAPIServer is the API server RestartAPIServer started in place of envtest's.
 	restartedAPIServer *process
+	node               *realNode
 }
 
 // Start brings the plane up and returns once the API answers and every simulated node is Ready.
@@ -109,10 +118,14 @@ func Start(ctx context.Context, o Options) (*Plane, error) {
 }
 
 func requiredTools(o Options) []string {
-	if len(o.Pools) == 0 {
-		return []string{"etcd", "kube-apiserver"}
+	names := []string{"etcd", "kube-apiserver"}
+	if len(o.Pools) > 0 || o.RealNode {
+		names = append(names, "kube-controller-manager", "kube-scheduler", "kwok")
 	}
-	return []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+	if o.RealNode {
+		names = append(names, "kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "coredns", "kiln-pause")
+	}
+	return names
 }
 
 func (p *Plane) start(ctx context.Context, o Options) error {
@@ -130,6 +143,11 @@ func (p *Plane) start(ctx context.Context, o Options) error {
 	}
 	// Pod logs and exec go through the node's InternalIP; simulated nodes have no DNS names.
 	api.Configure().Set("kubelet-preferred-address-types", "InternalIP,Hostname")
+	if o.RealNode {
+		if err := p.prepareNode(ctx, o, api); err != nil {
+			return err
+		}
+	}
 	for k, v := range o.APIServerFlags {
 		api.Configure().Set(k, v)
 	}
@@ -160,10 +178,16 @@ func (p *Plane) start(ctx context.Context, o Options) error {
 	if err := os.WriteFile(p.KubeConfigPath, p.KubeConfig, 0o600); err != nil {
 		return err
 	}
-	if len(o.Pools) == 0 {
+	if len(o.Pools) == 0 && !o.RealNode {
 		return nil
 	}
-	return p.startNodes(ctx, o)
+	if err := p.startNodes(ctx, o); err != nil {
+		return err
+	}
+	if p.node != nil {
+		return p.node.join(ctx, p)
+	}
+	return nil
 }
 
 // componentKubeconfig gives a component its own user, as on a real cluster, so audit logs and
@@ -183,12 +207,18 @@ func (p *Plane) startNodes(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	cm, err := startProcess(p.Dir, "kube-controller-manager", o.Tools["kube-controller-manager"],
-		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
-		// Token minting needs the service-account signing key, which envtest keeps to itself.
-		"--controllers=*,-serviceaccount-token", "--leader-elect=false", "--secure-port=0",
+	args := []string{"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
+		"--leader-elect=false", "--secure-port=0",
 		// Enough client throughput that the Job controller is not the bottleneck of a benchmark.
-		"--kube-api-qps=200", "--kube-api-burst=400", "--concurrent-job-syncs=20")
+		"--kube-api-qps=200", "--kube-api-burst=400", "--concurrent-job-syncs=20"}
+	if p.node != nil {
+		// Real pods get service-account tokens and the CA to check the API server with.
+		args = append(args, "--controllers=*", "--service-account-private-key-file="+p.node.pki.SAKeyFile, "--root-ca-file="+p.node.pki.CAFile)
+	} else {
+		// Token minting needs the service-account signing key, which envtest keeps to itself.
+		args = append(args, "--controllers=*,-serviceaccount-token")
+	}
+	cm, err := startProcess(p.Dir, "kube-controller-manager", o.Tools["kube-controller-manager"], args...)
 	if err != nil {
 		return err
 	}
@@ -325,6 +355,9 @@ func (p *Plane) componentsRunning() error {
 			return err
 		}
 	}
+	if p.node != nil {
+		return p.node.running()
+	}
 	return nil
 }
 
@@ -338,6 +371,9 @@ func (p *Plane) Stop() error {
 		p.stop()
 		<-p.loops
 		p.stop = nil
+	}
+	if p.node != nil {
+		errs = append(errs, p.stopNode())
 	}
 	for i := len(p.procs) - 1; i >= 0; i-- {
 		if err := p.procs[i].stop(15 * time.Second); err != nil {
@@ -356,6 +392,12 @@ func (p *Plane) Stop() error {
 			errs = append(errs, fmt.Errorf("stopping API server and etcd: %w", err))
 		}
 		p.env = nil
+	}
+	if p.node != nil {
+		if err := p.node.finish(); err != nil {
+			errs = append(errs, err)
+		}
+		p.node = nil
 	}
 	if p.ownedDir {
 		if err := os.RemoveAll(p.Dir); err != nil {
@@ -396,6 +438,9 @@ func (p *Plane) Listening() []string {
 	}
 	if p.kwokAddr != "" {
 		addrs = append(addrs, p.kwokAddr)
+	}
+	if p.node != nil && p.node.registry != nil {
+		addrs = append(addrs, p.node.registry.addr)
 	}
 	return addrs
 }

@@ -21,6 +21,11 @@ type process struct {
 }
 
 func startProcess(dir, name, path string, args ...string) (*process, error) {
+	return startProcessWith(dir, name, path, nil, args...)
+}
+
+// startProcessWith runs the binary with env as its environment (the caller's when nil).
+func startProcessWith(dir, name, path string, env []string, args ...string) (*process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -28,6 +33,7 @@ func startProcess(dir, name, path string, args ...string) (*process, error) {
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = env
 	// If the process that started the plane dies, its components die with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -97,6 +97,10 @@ func (p *provisioner) provision(ctx context.Context, c *corev1.PersistentVolumeC
 	if err := os.MkdirAll(path, 0o777); err != nil {
 		return err
 	}
+	// Pods on a real node run as any user; the umask would leave the folder theirs to read only.
+	if err := os.Chmod(path, 0o777); err != nil {
+		return err
+	}
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{provisionedBy: Provisioner}},
 		Spec: corev1.PersistentVolumeSpec{

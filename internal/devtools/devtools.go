@@ -32,6 +32,11 @@ type Tool struct {
 	Package string
 	// About is how long a cold build takes on two cores, so a first run can say what to expect.
 	About string
+	// Env is extra environment for the build (e.g. CGO_ENABLED=0 for a static binary that goes
+	// into an image); tools of one module share it.
+	Env []string
+	// Tags are build tags; tools of one module share them.
+	Tags []string
 }
 
 const kubeVersion = "v1.37.2"
@@ -46,19 +51,34 @@ func Catalog() []Tool {
 	kube := func(name, about string) Tool {
 		return Tool{Name: name, Version: kubeVersion, Module: "kubernetes", Package: "k8s.io/kubernetes/cmd/" + name, About: about}
 	}
+	// The storage drivers left out need C libraries; the node uses overlayfs.
+	containerd := func(name string) Tool {
+		return Tool{Name: name, Version: "v2.2.9", Module: "containerd", Package: "github.com/containerd/containerd/v2/cmd/" + name,
+			About: "about 1.5 minutes", Env: []string{"CGO_ENABLED=0"}, Tags: []string{"no_btrfs", "no_devmapper", "no_zfs"}}
+	}
 	return []Tool{
 		kube("kube-apiserver", "about 5 minutes"),
 		kube("kube-controller-manager", "about 3 minutes"),
 		kube("kube-scheduler", "about 1 minute"),
 		kube("kubectl", "about 1 minute"),
+		kube("kubelet", "about 2 minutes"),
+		kube("kube-proxy", "about 1 minute"),
 		{Name: "etcd", Version: "v3.6.16", Module: "etcd", Package: ".", About: "about 1 minute"},
 		{Name: "kwok", Version: "v0.8.0", Module: "kwok", Package: "sigs.k8s.io/kwok/cmd/kwok", About: "about 1.5 minutes"},
+		containerd("containerd"), containerd("containerd-shim-runc-v2"), containerd("ctr"),
+		// Static, so the binary alone makes the DNS image of a real local node.
+		{Name: "coredns", Version: "v1.15.0", Module: "coredns", Package: "github.com/coredns/coredns", About: "about 2.5 minutes", Env: []string{"CGO_ENABLED=0"}},
+		// The sandbox image of a real node, from a program of our own (hack/tools/pause).
+		{Name: "kiln-pause", Version: "v1", Module: "pause", Package: ".", About: "seconds", Env: []string{"CGO_ENABLED=0"}},
 		{Name: "controller-gen", Version: "v0.23.0", Module: "controller-gen", Package: "sigs.k8s.io/controller-tools/cmd/controller-gen", About: "under a minute"},
 	}
 }
 
 // ControlPlaneTools are what a full local control plane needs.
 var ControlPlaneTools = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl"}
+
+// NodeTools are what a real local node adds to a control plane.
+var NodeTools = []string{"kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "coredns", "kiln-pause"}
 
 // Cache builds tools on demand and keeps them under Dir.
 type Cache struct {
@@ -196,7 +216,7 @@ func (c *Cache) key(t Tool, goVersion string) (string, error) {
 		return "", fmt.Errorf("reading pinning module for %s: %w", t.Name, err)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n", t.Package, ldflags(t), goVersion)
+	fmt.Fprintf(h, "%s\n%s\n%s\n%q\n%q\n", t.Package, ldflags(t), goVersion, t.Env, t.Tags)
 	for _, e := range entries {
 		if e.IsDir() {
 			continue
@@ -236,8 +256,12 @@ func (c *Cache) build(ctx context.Context, out io.Writer, tools []Tool, paths ma
 	if f := ldflags(tools[0]); f != "" {
 		args = append(args, "-ldflags", f)
 	}
+	if len(tools[0].Tags) > 0 {
+		args = append(args, "-tags", strings.Join(tools[0].Tags, ","))
+	}
 	cmd := exec.CommandContext(ctx, "go", append(args, pkgs...)...)
 	cmd.Dir = filepath.Join(c.SourceDir, tools[0].Module)
+	cmd.Env = append(os.Environ(), tools[0].Env...)
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	start := time.Now()

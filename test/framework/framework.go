@@ -51,6 +51,11 @@ func WithWebhooks() Option {
 	}
 }
 
+// WithRealNode adds a real node (containerd, kubelet, kube-proxy, CoreDNS) beside the pools.
+func WithRealNode() Option {
+	return func(o *controlplane.Options) { o.RealNode = true }
+}
+
 // WebhookOptions serve Kiln's webhooks where the plane's configurations call them, with the
 // certificate envtest made for them.
 func WebhookOptions(p *controlplane.Plane) webhook.Options {
@@ -90,6 +95,9 @@ func Start(ctx context.Context, pools string, podRunTime time.Duration, opts ...
 		}
 		o.Pools = ps
 		names = devtools.ControlPlaneTools
+	}
+	if o.RealNode {
+		names = append(append([]string{}, devtools.ControlPlaneTools...), devtools.NodeTools...)
 	}
 	tools, err := Tools(ctx, names...)
 	if err != nil {

@@ -1,0 +1,3 @@
+module kiln.dev/kiln/hack/tools/pause
+
+go 1.26.0
