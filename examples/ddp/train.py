@@ -28,7 +28,7 @@ def main():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2048, 16, generator=g)
     true_w = torch.randn(16, 1, generator=g)
-    y = torch.sin(x @ true_w) + 0.05 * torch.randn(2048, 1, generator=g)
+    y = torch.sin(x @ true_w / 4) + 0.05 * torch.randn(2048, 1, generator=g)
     x_local, y_local = x[rank::world], y[rank::world]
 
     torch.manual_seed(0)  # the same initial weights everywhere (DDP also broadcasts rank 0's)

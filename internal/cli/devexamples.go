@@ -28,6 +28,8 @@ type DevExamplesOptions struct {
 	Namespace string
 	Timeout   time.Duration
 	Registry  string
+	// KubeConfig runs the examples on another cluster than the local Kiln.
+	KubeConfig string
 
 	streams genericiooptions.IOStreams
 }
@@ -47,18 +49,22 @@ func newDevExamplesCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", localkiln.DefaultDir(), "folder of the local Kiln's kubeconfig and state")
 	cmd.Flags().StringVar(&o.Namespace, "namespace", "kiln-examples", "namespace to run the examples in (recreated objects, same names)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long each example may take")
+	cmd.Flags().StringVar(&o.KubeConfig, "kubeconfig", "", "run on the cluster of this kubeconfig instead of the local Kiln (with a real node, pass --registry too)")
 	cmd.Flags().StringVar(&o.Registry, "registry", "", "host:port of the registry the real node pulls kiln.local/ images from (default: the local Kiln's)")
 	return cmd
 }
 
 // Run creates each TrainingJob example afresh and follows it to the end.
 func (o *DevExamplesOptions) Run(ctx context.Context) error {
-	s, err := localkiln.ReadState(o.StateDir)
-	if err != nil {
-		return err
-	}
-	if s == nil || s.KubeConfig == "" {
-		return fmt.Errorf("the local Kiln is not running: start it with `kubectl kiln dev up`")
+	s := &localkiln.State{KubeConfig: o.KubeConfig}
+	if o.KubeConfig == "" {
+		var err error
+		if s, err = localkiln.ReadState(o.StateDir); err != nil {
+			return err
+		}
+		if s == nil || s.KubeConfig == "" {
+			return fmt.Errorf("the local Kiln is not running: start it with `kubectl kiln dev up`")
+		}
 	}
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.KubeConfig, flags.Namespace = &s.KubeConfig, &o.Namespace

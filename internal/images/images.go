@@ -83,9 +83,9 @@ type Builder struct {
 	mu sync.Mutex // one debootstrap at a time: two at once only share the two cores
 }
 
-// DefaultDir is where bases are cached unless KILN_IMAGES_CACHE says otherwise.
+// DefaultDir is where bases are cached unless KILN_IMAGE_CACHE says otherwise.
 func DefaultDir() (string, error) {
-	if d := os.Getenv("KILN_IMAGES_CACHE"); d != "" {
+	if d := os.Getenv("KILN_IMAGE_CACHE"); d != "" {
 		return d, nil
 	}
 	base, err := os.UserCacheDir()
