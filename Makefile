@@ -36,8 +36,10 @@ ui:
 unit:
 	go test ./api/... ./internal/...
 
-## tools: build (or find in the cache) every Kubernetes component the tests use
+## tools: build (or find in the cache) every Kubernetes component the tests use, and install
+##        the Debian packages a real local node needs (hack/install-node-deps.sh)
 tools:
+	hack/install-node-deps.sh
 	$(KILN) dev tools
 
 ## generate: deepcopy code, CRDs and RBAC from the kubebuilder markers

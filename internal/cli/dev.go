@@ -22,10 +22,12 @@ import (
 func newDevCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run Kiln locally on a real control plane with simulated GPU nodes",
+		Short: "Run Kiln locally on a real control plane with a real node and simulated GPU nodes",
 		Long: `A local Kiln: kube-apiserver, etcd, kube-controller-manager and kube-scheduler built from their
-Go modules, kwok simulating pools of GPU nodes, Kiln's CRDs and its manager. Nothing is downloaded
-but Go modules; the first run builds the components (about 10 minutes on 2 cores) and caches them.`,
+Go modules, a real node (containerd, kubelet, kube-proxy, CoreDNS and a local image registry at
+kiln.local) where the machine allows it, kwok simulating pools of GPU nodes, Kiln's CRDs and its
+manager. Nothing is downloaded but Go modules and Debian packages; the first run builds the
+components (about 15 minutes on 2 cores) and caches them.`,
 	}
 	cmd.AddCommand(newDevUpCommand(streams), newDevDownCommand(streams), newDevStatusCommand(streams),
 		newDevToolsCommand(streams), newDevExamplesCommand(streams), newDevServeCommand(streams),
@@ -39,9 +41,13 @@ type DevUpOptions struct {
 	Port     int
 	StateDir string
 	Timeout  time.Duration
+	// RealNode asks for a real node; it is used when the machine allows it (DetectRealNode).
+	RealNode bool
 
-	pools   []controlplane.NodePool
-	streams genericiooptions.IOStreams
+	poolsChanged bool
+	pools        []controlplane.NodePool
+	probes       controlplane.Probes
+	streams      genericiooptions.IOStreams
 }
 
 func newDevUpCommand(streams genericiooptions.IOStreams) *cobra.Command {
@@ -49,13 +55,18 @@ func newDevUpCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the local Kiln in the background (safe to run twice)",
-		Example: `  # The default cluster: two 8-GPU nodes, two 4-GPU nodes and a CPU node
+		Example: `  # The default cluster: a real node where the machine allows it (a simulated CPU node
+  # otherwise), two simulated 8-GPU nodes and two 4-GPU nodes
   kubectl kiln dev up
+
+  # Simulated nodes only, even where a real node could run
+  kubectl kiln dev up --real-node=false
 
   # Four 8-GPU A100 nodes and eight 4-GPU L4 nodes, API server on port 6443
   kubectl kiln dev up --pools a100=4x8,l4=8x4@NVIDIA-L4 --port 6443`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.poolsChanged = cmd.Flags().Changed("pools")
 			if err := o.Complete(); err != nil {
 				return err
 			}
@@ -66,7 +77,8 @@ func newDevUpCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		},
 	}
 	addDevFlags(cmd, &o.Pools, &o.Port, &o.StateDir)
-	cmd.Flags().DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long to wait for the plane once its components are built")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for the plane once its components are built")
+	cmd.Flags().BoolVar(&o.RealNode, "real-node", true, "run a real node for CPU work where the machine allows it (root, cgroups, namespaces, overlayfs, iptables); false uses simulated nodes only")
 	return cmd
 }
 
@@ -79,6 +91,9 @@ func addDevFlags(cmd *cobra.Command, pools *string, port *int, dir *string) {
 
 // Complete parses the pool list.
 func (o *DevUpOptions) Complete() error {
+	if o.probes.EUID == nil {
+		o.probes = controlplane.HostProbes()
+	}
 	pools, err := controlplane.ParsePools(o.Pools)
 	if err != nil {
 		return err
@@ -115,10 +130,15 @@ func (o *DevUpOptions) Run(ctx context.Context) error {
 	} else if s != nil {
 		return fmt.Errorf("a local Kiln is starting (pid %d); wait for it or run `kubectl kiln dev down`", s.PID)
 	}
-	if _, err := ensureTools(ctx, o.streams); err != nil {
+	realNode := o.decideRealNode()
+	if !o.poolsChanged && realNode {
+		// The real node takes the CPU work the simulated cpu pool would have had.
+		o.Pools = controlplane.DefaultPoolsWithRealNode
+	}
+	if _, err := ensureTools(ctx, o.streams, realNode); err != nil {
 		return err
 	}
-	args := []string{"--pools", o.Pools, "--port", fmt.Sprint(o.Port)}
+	args := []string{"--pools", o.Pools, "--port", fmt.Sprint(o.Port), "--real-node=" + fmt.Sprint(realNode)}
 	sup, err := localkiln.StartSupervisor(o.StateDir, args)
 	if err != nil {
 		return err
@@ -132,7 +152,25 @@ func (o *DevUpOptions) Run(ctx context.Context) error {
 	return nil
 }
 
+// decideRealNode says whether to run a real node, and when one was wanted but the machine
+// cannot run it, says why in one line.
+func (o *DevUpOptions) decideRealNode() bool {
+	if !o.RealNode {
+		return false
+	}
+	if reason := controlplane.DetectRealNode(o.probes); reason != "" {
+		fmt.Fprintf(o.streams.ErrOut, "No real node: %s; simulated nodes are used instead.\n", reason)
+		return false
+	}
+	return true
+}
+
 func printSummary(streams genericiooptions.IOStreams, s *localkiln.State) {
+	if s.Registry != "" {
+		fmt.Fprintf(streams.Out, "  real node:   %s (images: %s/NAME:TAG, served at %s)\n", controlplane.RealNodeName, controlplane.LocalRegistryName, s.Registry)
+	} else {
+		fmt.Fprintln(streams.Out, "  real node:   none (simulated nodes only)")
+	}
 	fmt.Fprintf(streams.Out, `  API server:  %s
   node pools:  %s
   kubeconfig:  %s
@@ -163,13 +201,17 @@ func crdDir() (string, error) {
 	return filepath.Join(src, "..", "..", "config", "crd", "bases"), nil
 }
 
-func ensureTools(ctx context.Context, streams genericiooptions.IOStreams) (map[string]string, error) {
+func ensureTools(ctx context.Context, streams genericiooptions.IOStreams, realNode bool) (map[string]string, error) {
 	src, err := sourceDir()
 	if err != nil {
 		return nil, err
 	}
 	c := &devtools.Cache{SourceDir: src, Out: prefixWriter{w: streams.ErrOut, prefix: "  "}}
-	return c.Ensure(ctx, devtools.ControlPlaneTools...)
+	names := devtools.ControlPlaneTools
+	if realNode {
+		names = append(append([]string{}, names...), devtools.NodeTools...)
+	}
+	return c.Ensure(ctx, names...)
 }
 
 func newDevDownCommand(streams genericiooptions.IOStreams) *cobra.Command {
@@ -239,7 +281,7 @@ func newDevToolsCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			names := args
 			if len(names) == 0 {
-				names = append(append([]string{}, devtools.ControlPlaneTools...), "controller-gen")
+				names = append(append(append([]string{}, devtools.ControlPlaneTools...), devtools.NodeTools...), "controller-gen")
 			}
 			src, err := sourceDir()
 			if err != nil {
@@ -260,6 +302,7 @@ func newDevToolsCommand(streams genericiooptions.IOStreams) *cobra.Command {
 func newDevServeCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	var pools, dir string
 	var port int
+	var realNode bool
 	cmd := &cobra.Command{
 		Use:    "serve",
 		Short:  "Run the local Kiln in the foreground (what `dev up` starts in the background)",
@@ -272,7 +315,7 @@ func newDevServeCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			tools, err := ensureTools(ctx, streams)
+			tools, err := ensureTools(ctx, streams, realNode)
 			if err != nil {
 				return err
 			}
@@ -280,10 +323,11 @@ func newDevServeCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return localkiln.Serve(ctx, localkiln.ServeOptions{Dir: dir, Tools: tools, Pools: ps, Port: port, CRDPaths: []string{crds}}, streams.Out)
+			return localkiln.Serve(ctx, localkiln.ServeOptions{Dir: dir, Tools: tools, Pools: ps, Port: port, CRDPaths: []string{crds}, RealNode: realNode}, streams.Out)
 		},
 	}
 	addDevFlags(cmd, &pools, &port, &dir)
+	cmd.Flags().BoolVar(&realNode, "real-node", false, "run a real node beside the simulated pools")
 	return cmd
 }
 

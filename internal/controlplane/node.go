@@ -48,8 +48,10 @@ type realNode struct {
 	containerd, kubelet, kubeProxy *process
 }
 
-func (n *realNode) path(parts ...string) string { return filepath.Join(append([]string{n.dir}, parts...)...) }
-func (n *realNode) sock() string                 { return n.path("containerd", "containerd.sock") }
+func (n *realNode) path(parts ...string) string {
+	return filepath.Join(append([]string{n.dir}, parts...)...)
+}
+func (n *realNode) sock() string { return n.path("containerd", "containerd.sock") }
 
 // nodeEnv puts containerd v2's own shim first on PATH (an older one elsewhere fails with "type
 // with url … not found") and the system folders after it, where runc, iptables and the CNI
@@ -370,6 +372,8 @@ iptables:
 conntrack:
   maxPerCore: 0
   min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 `

@@ -41,6 +41,10 @@ const (
 // nodes and a CPU node, enough to show packing and multi-node shapes.
 const DefaultPools = "a100=2x8,l4=2x4@NVIDIA-L4,cpu=1x0"
 
+// DefaultPoolsWithRealNode are the simulated pools beside a real node: the GPU pools only, so
+// CPU work lands on the real node and really runs.
+const DefaultPoolsWithRealNode = "a100=2x8,l4=2x4@NVIDIA-L4"
+
 var poolRE = regexp.MustCompile(`^(?:([a-z0-9]([-a-z0-9]*[a-z0-9])?)=)?([0-9]+)x([0-9]+)(?:@([A-Za-z0-9][-A-Za-z0-9_.]*))?$`)
 
 // ParsePools reads a comma-separated list of [NAME=]COUNTxGPUS[@PRODUCT] pool specs.

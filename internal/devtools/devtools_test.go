@@ -129,3 +129,32 @@ func TestCatalogIsBuildable(t *testing.T) {
 		}
 	}
 }
+
+// A tool's environment and build tags reach its build: this one compiles only with the tag
+// and without cgo, so a build that ignored either fails.
+func TestEnsureAppliesEnvAndTags(t *testing.T) {
+	src := t.TempDir()
+	dir := filepath.Join(src, "tagged")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "go.mod"), "module example.com/tagged\n\ngo 1.26.0\n")
+	write(t, filepath.Join(dir, "main.go"), "//go:build kiln_tag && !cgo\n\npackage main\n\nfunc main() {}\n")
+	tool := Tool{Name: "tagged", Version: "v1", Module: "tagged", Package: ".", About: "seconds",
+		Env: []string{"CGO_ENABLED=0"}, Tags: []string{"kiln_tag", "other_tag"}}
+	c := &Cache{Dir: t.TempDir(), SourceDir: src, Tools: []Tool{tool}}
+	paths, err := c.Ensure(context.Background(), "tagged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Other tags are another build, cached apart.
+	tool.Tags = []string{"kiln_tag"}
+	c.Tools = []Tool{tool}
+	again, err := c.Ensure(context.Background(), "tagged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again["tagged"] == paths["tagged"] {
+		t.Fatal("different build tags must not share a cache entry")
+	}
+}

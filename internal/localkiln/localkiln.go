@@ -28,6 +28,26 @@ type State struct {
 	Listening  []string  `json:"listening"`
 	LogDir     string    `json:"logDir"`
 	Started    time.Time `json:"started"`
+	// Registry is the local registry's address (127.0.0.1:PORT) behind kiln.local; empty
+	// without a real node.
+	Registry string `json:"registry,omitempty"`
+}
+
+// RegistryAddress returns the address of the running local Kiln's registry, where images named
+// kiln.local/NAME:TAG are pushed (see controlplane.ResolveLocalImage), or an error saying why
+// there is none.
+func RegistryAddress(dir string) (string, error) {
+	s, err := ReadState(dir)
+	if err != nil {
+		return "", err
+	}
+	if s == nil || s.Server == "" {
+		return "", errors.New("the local Kiln is not running: start it with `kubectl kiln dev up`")
+	}
+	if s.Registry == "" {
+		return "", errors.New("the local Kiln runs without a real node, so it has no image registry (see `kubectl kiln dev up --help`)")
+	}
+	return s.Registry, nil
 }
 
 const (

@@ -25,6 +25,8 @@ type ServeOptions struct {
 	Pools    []controlplane.NodePool
 	Port     int
 	CRDPaths []string
+	// RealNode runs a real node beside the pools; its registry keeps blobs in Dir/registry.
+	RealNode bool
 }
 
 // Serve runs the local Kiln until ctx ends or a component dies, then stops everything. Progress
@@ -36,6 +38,7 @@ func Serve(ctx context.Context, o ServeOptions, out io.Writer) (err error) {
 	}
 	plane, err := controlplane.Start(ctx, controlplane.Options{
 		Tools: o.Tools, Dir: logDir, APIServerPort: o.Port, Pools: o.Pools, CRDPaths: o.CRDPaths, Out: out,
+		RealNode: o.RealNode, RegistryDir: filepath.Join(o.Dir, "registry"),
 	})
 	if err != nil {
 		return err
@@ -76,6 +79,7 @@ func Serve(ctx context.Context, o ServeOptions, out io.Writer) (err error) {
 	state := State{
 		PID: os.Getpid(), Server: plane.Server(), KubeConfig: kubeconfig, Pools: strings.Join(pools, ","),
 		Listening: plane.Listening(), LogDir: logDir, Started: time.Now().UTC().Truncate(time.Second),
+		Registry: plane.Registry(),
 	}
 	b, _ := json.MarshalIndent(state, "", "  ")
 	if err := os.WriteFile(filepath.Join(o.Dir, stateFile), b, 0o600); err != nil {

@@ -43,7 +43,8 @@ func TestLocalKilnUpTwiceThenDownLeavesNothingBehind(t *testing.T) {
 	k := buildKiln(t)
 	t.Cleanup(func() { _ = localkiln.Stop(k.stateDir, 0) })
 
-	out, err := k.run(t, "dev", "up", "--pools", "a100=2x8,cpu=1x0")
+	// Simulated nodes only: test/node covers the real node, one per machine at a time.
+	out, err := k.run(t, "dev", "up", "--pools", "a100=2x8,cpu=1x0", "--real-node=false")
 	if err != nil {
 		t.Fatalf("dev up: %v\n%s", err, out)
 	}
