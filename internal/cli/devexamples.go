@@ -124,7 +124,7 @@ func (o *DevExamplesOptions) Run(ctx context.Context) error {
 func (o *DevExamplesOptions) runWorkflow(ctx context.Context, s *localkiln.State, flags *genericclioptions.ConfigFlags, c client.Client, real []string) error {
 	registry := o.Registry
 	if registry == "" {
-		registry = localRegistry(s)
+		registry = s.Registry
 	}
 	if registry == "" {
 		return fmt.Errorf("the local Kiln has a real node (%s) but no registry for its images is known: pass --registry HOST:PORT", strings.Join(real, ", "))
@@ -159,8 +159,3 @@ func recreate(ctx context.Context, c client.Client, tj *v1alpha1.TrainingJob) er
 	return c.Create(ctx, tj)
 }
 
-// localRegistry is the host:port of the local Kiln's registry, which its container runtime
-// knows as kiln.local.
-func localRegistry(s *localkiln.State) string {
-	return "" // TODO(realnode): the registry's address from the local Kiln's state
-}
