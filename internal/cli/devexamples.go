@@ -158,4 +158,3 @@ func recreate(ctx context.Context, c client.Client, tj *v1alpha1.TrainingJob) er
 	}
 	return c.Create(ctx, tj)
 }
-
