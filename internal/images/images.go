@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -125,15 +126,22 @@ func (b *Builder) Base(ctx context.Context, base Base) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(filepath.Dir(cache), 0o755); err != nil {
+		return nil, err
+	}
+	// Another process building the same base (a test beside `make dev`) is waited for, so the
+	// base is built once, not twice at half the speed.
+	unlock, err := lockFile(cache+".lock", func() { b.printf("base image %s: waiting for another build of it", base.Name) })
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if img, err := loadLayout(cache); err == nil {
 		b.printf("base image %s: cached (%s)", base.Name, cache)
 		return img, nil
 	}
 	start := time.Now()
 	b.printf("base image %s: building with debootstrap (%s %s), %s the first time", base.Name, base.Suite, strings.Join(base.Packages, " "), base.About)
-	if err := os.MkdirAll(filepath.Dir(cache), 0o755); err != nil {
-		return nil, err
-	}
 	work, err := os.MkdirTemp(filepath.Dir(cache), ".build-"+base.Name+"-")
 	if err != nil {
 		return nil, err
@@ -428,6 +436,22 @@ func loadLayout(dir string) (v1.Image, error) {
 		return nil, errors.New("the cached layout holds no single image")
 	}
 	return idx.Image(m.Manifests[0].Digest)
+}
+
+// lockFile takes an exclusive lock on file, calling waiting first if another process holds it.
+func lockFile(file string, waiting func()) (unlock func(), err error) {
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		waiting()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", file, err)
+		}
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
 func firstLine(err error) string {
