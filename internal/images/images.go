@@ -174,6 +174,10 @@ func (b *Builder) Base(ctx context.Context, base Base) (v1.Image, error) {
 		return nil, err
 	}
 	if err := os.Rename(staged, cache); err != nil {
+		// A builder without the lock (an older Kiln) got there first: its image is as good.
+		if img, lerr := loadLayout(cache); lerr == nil {
+			return img, nil
+		}
 		return nil, err
 	}
 	img, err = loadLayout(cache)
