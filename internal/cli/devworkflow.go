@@ -115,7 +115,11 @@ func (w *workflow) run(ctx context.Context) (*workflowResult, error) {
 		return nil, fmt.Errorf("TrainingJob %s reported no accuracy; its log:\n%s", tj.Name, log)
 	}
 	res.DefaultAccuracy = acc
-	fmt.Fprintf(w.out, "  default setting (train.py's C=1, gamma=0.05): accuracy %.4f; model saved on its output volume\n", acc)
+	setting := "train.py's defaults"
+	if m := trainedRE.FindStringSubmatch(log); m != nil {
+		setting = m[1]
+	}
+	fmt.Fprintf(w.out, "  default setting: accuracy %.4f (%s); model saved on its output volume\n", acc, setting)
 
 	w.step(3, "Tuning C and gamma: Sweep digits-tuning")
 	sw, err := readSweep(filepath.Join(w.dir, "digits", "sweep.yaml"), nil)
@@ -344,6 +348,8 @@ func (w *workflow) predict(ctx context.Context, image, url string) (string, erro
 		}
 	}
 }
+
+var trainedRE = regexp.MustCompile(`training (SVC\([^)]*\))`)
 
 var predictionRE = regexp.MustCompile(`prediction: class \d+ for an image of a \d+`)
 
