@@ -63,7 +63,7 @@ func (o *DevImagesOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(o.streams.Out, "%s\t%s@%s\t(from %s)\n", e.Ref(), e.Ref(), d, filepath.Join(o.Dir, e.Dir))
+		fmt.Fprintf(o.streams.Out, "%s\t%s/%s@%s\t(not pushed; from %s)\n", e.Ref(), images.LocalRegistry, e.Repo, d, filepath.Join(o.Dir, e.Dir))
 	}
 	return nil
 }
