@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/images"
@@ -133,6 +135,9 @@ func (o *DevExamplesOptions) runWorkflow(ctx context.Context, s *localkiln.State
 	if err != nil {
 		return err
 	}
+	// The workflow outlives controller-runtime's 30 s grace for a logger, after which the
+	// clients would print a stack trace saying none was set; the CLI logs nothing through it.
+	ctrllog.SetLogger(logr.Discard())
 	fmt.Fprintf(o.streams.Out, "Real node %s: running the example workflow for real (train, tune, serve, predict, DDP) in namespace %s.\n", strings.Join(real, ", "), o.Namespace)
 	w := &workflow{
 		c: c, cs: cs, flags: flags, ns: o.Namespace, dir: o.Dir, registry: registry, timeout: o.Timeout,
