@@ -192,7 +192,7 @@ func (w *workflow) run(ctx context.Context) (*workflowResult, error) {
 
 	fmt.Fprintf(w.out, `
 Done in %s.
-  prediction:   %s
+  served model: %s
   tuning:       best trial %s accuracy %s vs. the default's %.4f
   DDP:          both ranks finished with the same weights (see their final loss above)
 
