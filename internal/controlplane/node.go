@@ -187,7 +187,7 @@ func (n *realNode) writeConfigs() error {
 	files := map[string]string{
 		n.path("containerd", "config.toml"): fmt.Sprintf(containerdConfig,
 			n.path("containerd", "root"), n.path("containerd", "state"), n.sock(), n.sock()+".ttrpc",
-			n.path("containerd", "opt"), n.pauseRef, n.path("certs.d"), cniBinDir, n.path("cni", "net.d")),
+			n.path("containerd", "opt"), n.pauseRef, n.path("certs.d"), cniBinDir, n.path("cni", "net.d"), n.path("runc")),
 		n.path("certs.d", LocalRegistryName, "hosts.toml"): fmt.Sprintf(registryHosts, n.registry.addr, n.registry.addr),
 		n.path("cni", "net.d", "10-kiln.conflist"):         fmt.Sprintf(cniConfig, cniNetwork, bridgeName, podCIDR, n.path("cni", "ipam")),
 	}
@@ -235,6 +235,7 @@ state = %q
     runtime_type = "io.containerd.runc.v2"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
       SystemdCgroup = false
+      Root = %q
 
 [plugins.'io.containerd.grpc.v1.cri']
   stream_server_address = "127.0.0.1"
@@ -464,6 +465,11 @@ func (n *realNode) finish() error {
 		}
 	}
 	n.sysctls = nil
+	// Checked while the lock is held: once it is released the next real node may start and
+	// make the same bridge, chains and cgroups.
+	if left := NodeLeftovers(n.dir); len(left) > 0 {
+		err = errors.Join(err, fmt.Errorf("the real node left behind:\n  %s", strings.Join(left, "\n  ")))
+	}
 	if n.lock != nil {
 		_ = syscall.Flock(int(n.lock.Fd()), syscall.LOCK_UN)
 		n.lock.Close()

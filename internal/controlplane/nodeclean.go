@@ -39,11 +39,65 @@ func (n *realNode) cleanHost() []error {
 	if err := removeKubepodsCgroups(); err != nil {
 		errs = append(errs, err)
 	}
+	removeKubeletChains()
+	// Folders the kubelet, containerd and libcni make at fixed places whatever their own
+	// folders are; removed only when empty (or holding only the kubelet's socket), as another
+	// runtime on the machine would keep its files there.
+	_ = os.Remove("/var/lib/kubelet/device-plugins/kubelet.sock")
+	for _, d := range []string{"/run/containerd/s", "/run/containerd", "/var/lib/cni/results", "/var/lib/cni",
+		"/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/log/containers"} {
+		_ = os.Remove(d)
+	}
 	return errs
 }
 
+// kubeletChains are the iptables chains the kubelet adds (kube-proxy --cleanup removes only
+// kube-proxy's): KUBE-FIREWALL drops traffic to 127.0.0.0/8 from elsewhere, so it must go.
+var kubeletChains = []struct{ table, chain string }{
+	{"filter", "KUBE-FIREWALL"}, {"filter", "KUBE-KUBELET-CANARY"}, {"nat", "KUBE-KUBELET-CANARY"},
+	{"mangle", "KUBE-KUBELET-CANARY"}, {"mangle", "KUBE-IPTABLES-HINT"},
+}
+
+func removeKubeletChains() {
+	for _, ipt := range []string{"iptables", "ip6tables"} {
+		if _, err := exec.LookPath(ipt); err != nil {
+			continue
+		}
+		for _, from := range []string{"INPUT", "OUTPUT"} {
+			for range 10 { // once per copy of the jump; stops when none is left
+				if exec.Command(ipt, "-w", "-t", "filter", "-D", from, "-j", "KUBE-FIREWALL").Run() != nil {
+					break
+				}
+			}
+		}
+		for _, c := range kubeletChains {
+			_ = exec.Command(ipt, "-w", "-t", c.table, "-F", c.chain).Run()
+			_ = exec.Command(ipt, "-w", "-t", c.table, "-X", c.chain).Run()
+		}
+	}
+}
+
+// kubeChains lists the KUBE-* chains and rules left in the machine's iptables and ip6tables.
+func kubeChains() []string {
+	var left []string
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command(save).Output()
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "KUBE-") {
+				left = append(left, save+": "+line)
+			}
+		}
+	}
+	return left
+}
+
 // NodeLeftovers lists what of a real node under dir is still on the machine: processes, mounts,
-// the bridge, kubepods cgroups. Empty means the machine is clean.
+// the bridge, kubepods cgroups, the kubelet's and kube-proxy's iptables chains and the files the
+// kubelet and libcni keep at fixed places. Empty means the machine is clean. Only meaningful
+// while no other real node runs (Stop checks it before releasing RealNodeLock).
 func NodeLeftovers(dir string) []string {
 	n := &realNode{dir: dir}
 	var left []string
@@ -61,6 +115,12 @@ func NodeLeftovers(dir string) []string {
 	}
 	for _, c := range kubepodsCgroups() {
 		left = append(left, "cgroup "+c)
+	}
+	left = append(left, kubeChains()...)
+	for _, d := range []string{"/var/lib/kubelet/device-plugins/kubelet.sock", "/var/lib/cni/results"} {
+		if _, err := os.Stat(d); err == nil {
+			left = append(left, d)
+		}
 	}
 	return left
 }

@@ -216,7 +216,12 @@ func (c *Cache) key(t Tool, goVersion string) (string, error) {
 		return "", fmt.Errorf("reading pinning module for %s: %w", t.Name, err)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n%q\n%q\n", t.Package, ldflags(t), goVersion, t.Env, t.Tags)
+	fmt.Fprintf(h, "%s\n%s\n%s\n", t.Package, ldflags(t), goVersion)
+	// Only tools with an environment or tags hash them, so the keys of the others (and their
+	// cached builds) stay as they were before tools could have either.
+	if len(t.Env) > 0 || len(t.Tags) > 0 {
+		fmt.Fprintf(h, "%q\n%q\n", t.Env, t.Tags)
+	}
 	for _, e := range entries {
 		if e.IsDir() {
 			continue
