@@ -43,8 +43,21 @@ func (b *Builder) Example(ctx context.Context, e Example, examplesDir string) (v
 // Publish builds the example's image and pushes it to registry (host:port, plain HTTP), which
 // the node's container runtime knows as LocalRegistry. It returns the image's reference by
 // digest under LocalRegistry, for pods to run.
+//
+// The base goes too, as kiln/<base name>:<base key> (and :latest), so that other images can be
+// built on it (`kubectl kiln build --base kiln.local/kiln/python-sklearn:latest`); its layer is
+// the example image's first, so this costs one manifest.
 func (b *Builder) Publish(ctx context.Context, e Example, examplesDir, registry string) (string, error) {
-	img, err := b.Example(ctx, e, examplesDir)
+	base, err := b.Base(ctx, e.Base)
+	if err != nil {
+		return "", err
+	}
+	for _, tag := range []string{e.Base.Key(), "latest"} {
+		if _, err := Push(ctx, base, registry+"/kiln/"+e.Base.Name+":"+tag); err != nil {
+			return "", err
+		}
+	}
+	img, err := AddDir(base, filepath.Join(examplesDir, e.Dir), "/app")
 	if err != nil {
 		return "", err
 	}

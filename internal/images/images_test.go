@@ -302,3 +302,39 @@ func digest(t *testing.T, img v1.Image) v1.Hash {
 	}
 	return d
 }
+
+// Publish pushes the base (by its key and as latest) and the example image, and names the
+// example image under kiln.local by digest.
+func TestPublish(t *testing.T) {
+	ctx := context.Background()
+	b := &Builder{Dir: t.TempDir(), Debootstrap: standInDebootstrap(t, filepath.Join(t.TempDir(), "runs"))}
+	examples := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(examples, "demo"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(examples, "demo", "train.py"), []byte("print(1)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	e := Example{Repo: "kiln/demo", Dir: "demo", Base: Base{Name: "python-test", Suite: "bookworm", Packages: []string{"python3"}}}
+
+	ref, err := b.Publish(ctx, e, examples, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, digest, ok := strings.Cut(ref, "@")
+	if repo != "kiln.local/kiln/demo" || !ok || !strings.HasPrefix(digest, "sha256:") {
+		t.Fatalf("Publish returned %q, want kiln.local/kiln/demo@sha256:…", ref)
+	}
+	for _, r := range []string{host + "/kiln/demo@" + digest, host + "/kiln/python-test:latest", host + "/kiln/python-test:" + e.Base.Key()} {
+		parsed, err := name.ParseReference(r, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := remote.Head(parsed); err != nil {
+			t.Errorf("%s is not in the registry: %v", r, err)
+		}
+	}
+}
