@@ -83,7 +83,6 @@ func coreDNSObjects(image string) (*corev1.ServiceAccount, *rbacv1.ClusterRole, 
 							ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromInt32(8080)}},
 							InitialDelaySeconds: 30,
 						},
-						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{}},
 						SecurityContext: &corev1.SecurityContext{
 							AllowPrivilegeEscalation: ptr.To(false),
 							ReadOnlyRootFilesystem:   ptr.To(true),

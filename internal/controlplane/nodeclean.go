@@ -44,7 +44,7 @@ func (n *realNode) cleanHost() []error {
 	// folders are; removed only when empty (or holding only the kubelet's socket), as another
 	// runtime on the machine would keep its files there.
 	_ = os.Remove("/var/lib/kubelet/device-plugins/kubelet.sock")
-	for _, d := range []string{"/run/containerd/s", "/run/containerd", "/var/lib/cni/results", "/var/lib/cni",
+	for _, d := range []string{"/run/containerd/s", "/run/containerd/runc/k8s.io", "/run/containerd/runc", "/run/containerd", "/var/lib/cni/results", "/var/lib/cni",
 		"/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/log/containers"} {
 		_ = os.Remove(d)
 	}
@@ -92,6 +92,20 @@ func kubeChains() []string {
 		}
 	}
 	return left
+}
+
+// ReleaseDir stops processes whose command line names dir and unmounts everything under it, so
+// that dir can be removed: removing it with a volume of a killed node still bind-mounted below
+// would delete the host folder behind the volume. It touches nothing outside dir.
+func ReleaseDir(dir string) error {
+	n := &realNode{dir: dir}
+	for _, pid := range n.strayProcesses() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if err := waitGone(5*time.Second, n.strayProcesses); err != nil {
+		return err
+	}
+	return unmountUnder(dir)
 }
 
 // NodeLeftovers lists what of a real node under dir is still on the machine: processes, mounts,

@@ -400,7 +400,10 @@ func (p *Plane) Stop() error {
 		p.node = nil
 	}
 	if p.ownedDir {
-		if err := os.RemoveAll(p.Dir); err != nil {
+		// Never remove through a mount: a node's volume could be bind-mounted below.
+		if m := mountsUnder(p.Dir); len(m) > 0 {
+			errs = append(errs, fmt.Errorf("not removing %s: %s still mounted", p.Dir, strings.Join(m, ", ")))
+		} else if err := os.RemoveAll(p.Dir); err != nil {
 			errs = append(errs, err)
 		}
 	}

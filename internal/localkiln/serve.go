@@ -33,6 +33,10 @@ type ServeOptions struct {
 // goes to out; component and manager logs go to files under Dir/logs.
 func Serve(ctx context.Context, o ServeOptions, out io.Writer) (err error) {
 	logDir := filepath.Join(o.Dir, "logs")
+	// A real node that was killed may have left containers and mounts under its folder.
+	if err := controlplane.ReleaseDir(logDir); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(logDir); err != nil {
 		return err
 	}
