@@ -29,6 +29,10 @@ type ExportOptions struct {
 	File     string
 	Output   string
 	NodeGPUs int32
+	ImageTar string
+	SetImage string
+
+	image string // the exported object's image, for --image-tar
 
 	cluster cluster
 	streams genericiooptions.IOStreams
@@ -71,6 +75,8 @@ an HTTPRoute when the cluster has Gateway API.`,
 	cmd.Flags().StringVarP(&o.File, "filename", "f", "", "a TrainingJob manifest to export offline (- for standard input)")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "yaml", "output format: yaml or json")
 	cmd.Flags().Int32Var(&o.NodeGPUs, "node-gpus", 8, "GPUs per node to assume when exporting a file without spec.topology")
+	cmd.Flags().StringVar(&o.ImageTar, "image-tar", "", "also write the object's image, pulled from its registry, to this OCI tarball")
+	cmd.Flags().StringVar(&o.SetImage, "set-image", "", "export with this image instead of the object's (e.g. the digest reference kubectl kiln build printed)")
 	return cmd
 }
 
@@ -99,7 +105,10 @@ func (o *ExportOptions) Validate() error {
 // Run renders and prints.
 func (o *ExportOptions) Run(ctx context.Context) error {
 	if done, err := o.exportModelServer(ctx); done {
-		return err
+		if err != nil {
+			return err
+		}
+		return o.writeImageTar(ctx)
 	}
 	var tj *v1alpha1.TrainingJob
 	var shape placement.Shape
@@ -113,6 +122,9 @@ func (o *ExportOptions) Run(ctx context.Context) error {
 				tj.Namespace = "default"
 			}
 		}
+		if o.SetImage != "" {
+			tj.Spec.Image = o.SetImage
+		}
 		if errs := validation.ValidateTrainingJob(tj); len(errs) > 0 {
 			return fmt.Errorf("%s is not a valid TrainingJob: %v", o.File, errs.ToAggregate())
 		}
@@ -124,12 +136,30 @@ func (o *ExportOptions) Run(ctx context.Context) error {
 		if tj, shape, err = o.live(ctx); err != nil {
 			return explain(err)
 		}
+		if o.SetImage != "" {
+			tj.Spec.Image = o.SetImage
+		}
 	}
 	objs, err := render.TrainingJob(tj, shape, render.Options{})
 	if err != nil {
 		return err
 	}
-	return printObjects(o.streams.Out, o.Output, objs.List())
+	o.image = tj.Spec.Image
+	if err := printObjects(o.streams.Out, o.Output, objs.List()); err != nil {
+		return err
+	}
+	return o.writeImageTar(ctx)
+}
+
+// writeImageTar writes the exported object's image beside its manifests, for --image-tar.
+func (o *ExportOptions) writeImageTar(ctx context.Context) error {
+	if o.ImageTar == "" {
+		return nil
+	}
+	if o.image == "" {
+		return fmt.Errorf("--image-tar: the exported object names no image")
+	}
+	return writeImageTar(ctx, o.image, o.ImageTar, o.streams.ErrOut)
 }
 
 func (o *ExportOptions) live(ctx context.Context) (*v1alpha1.TrainingJob, placement.Shape, error) {

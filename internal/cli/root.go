@@ -40,6 +40,7 @@ Start a local Kiln with simulated GPU nodes, then train on 8 GPUs:
 	)
 	root.AddCommand(newInjectCommand(streams))
 	root.AddCommand(newNotebookCommand(c, streams))
+	root.AddCommand(newBuildCommand(streams), newInitCommand(streams), newGenerateWorkflowCommand(streams))
 	return root
 }
 

@@ -49,6 +49,7 @@ type ServeOptions struct {
 	OutputFormat string
 
 	ms      *v1alpha1.ModelServer
+	source  sourceBuild
 	cluster cluster
 	streams genericiooptions.IOStreams
 }
@@ -96,6 +97,7 @@ TrainingJob that succeeded.`,
 	f.StringArrayVarP(&o.Env, "env", "e", nil, "environment variable NAME=VALUE (repeatable)")
 	f.StringVar(&o.DryRun, "dry-run", "none", `"client" prints the object without sending it, "server" has the API server check it without saving`)
 	f.StringVarP(&o.OutputFormat, "output", "o", "", "print the created object: yaml, json or name")
+	o.source.addFlags(f, true)
 	return cmd
 }
 
@@ -190,6 +192,9 @@ func (o *ServeOptions) Validate() error {
 	default:
 		return fmt.Errorf("unknown output format %q: use yaml, json or name", o.OutputFormat)
 	}
+	if err := o.source.validate(o.File, o.Image); err != nil {
+		return err
+	}
 	if errs := validation.ValidateModelServer(o.ms); len(errs) > 0 {
 		return fmt.Errorf("invalid ModelServer: %v", errs.ToAggregate())
 	}
@@ -198,6 +203,13 @@ func (o *ServeOptions) Validate() error {
 
 // Run creates (or prints) the ModelServer.
 func (o *ServeOptions) Run(ctx context.Context) error {
+	if o.source.Dir != "" {
+		ref, err := o.source.run(ctx, o.Image, o.DryRun == "none", o.streams.ErrOut)
+		if err != nil {
+			return err
+		}
+		o.ms.Spec.Runtime.Image = ref
+	}
 	if o.DryRun == "client" {
 		return o.print()
 	}
@@ -552,10 +564,14 @@ func (o *ExportOptions) exportModelServer(ctx context.Context) (done bool, err e
 	default:
 		return false, nil
 	}
+	if o.SetImage != "" {
+		ms.Spec.Runtime.Image = o.SetImage
+	}
 	objs, err := serving.ModelServer(ms, opts)
 	if err != nil {
 		return true, err
 	}
+	o.image = firstWorkloadImage(objs.List())
 	return true, printObjects(o.streams.Out, o.Output, objs.List())
 }
 

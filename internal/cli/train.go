@@ -42,6 +42,7 @@ type TrainOptions struct {
 	Command          []string
 
 	tj      *v1alpha1.TrainingJob
+	source  sourceBuild
 	cluster cluster
 	streams genericiooptions.IOStreams
 }
@@ -90,6 +91,7 @@ volume and restarts the whole gang from the latest checkpoint when a worker fail
 	f.StringVarP(&o.OutputFormat, "output", "o", "", "print the created object: yaml, json or name")
 	f.BoolVarP(&o.Watch, "watch", "w", false, "follow the job until it ends, showing its progress")
 	f.DurationVar(&o.Timeout, "timeout", 0, "with --watch, give up after this long (0: never)")
+	o.source.addFlags(f, true)
 	return cmd
 }
 
@@ -222,6 +224,9 @@ func (o *TrainOptions) Validate() error {
 	if o.Watch && o.DryRun != "none" {
 		return fmt.Errorf("--watch follows a created job; it cannot be combined with --dry-run")
 	}
+	if err := o.source.validate(o.File, o.Image); err != nil {
+		return err
+	}
 	if errs := validation.ValidateTrainingJob(o.tj); len(errs) > 0 {
 		return fmt.Errorf("invalid TrainingJob: %v", errs.ToAggregate())
 	}
@@ -230,6 +235,13 @@ func (o *TrainOptions) Validate() error {
 
 // Run creates (or prints) the job and optionally follows it.
 func (o *TrainOptions) Run(ctx context.Context) error {
+	if o.source.Dir != "" {
+		ref, err := o.source.run(ctx, o.Image, o.DryRun == "none", o.streams.ErrOut)
+		if err != nil {
+			return err
+		}
+		o.tj.Spec.Image = ref
+	}
 	if o.DryRun == "client" {
 		return printObject(o.streams.Out, "trainingjob.kiln.dev", o.OutputFormat, o.tj)
 	}

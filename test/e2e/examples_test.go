@@ -73,6 +73,21 @@ func TestExamplesSucceed(t *testing.T) {
 	}
 }
 
+// Every source example (examples/build/*) is built with kubectl kiln build into a registry
+// the test runs, and what the image holds is run here; then the trainer is trained and the
+// server serves its model on the plane, each with --build, by digest.
+func TestSourceExamples(t *testing.T) {
+	dirs, err := filepath.Glob(filepath.Join(framework.RepoRoot(), "examples", "build", "*"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no source examples: %v", err)
+	}
+	k := buildKiln(t)
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) { buildAndRunExample(t, k, dir) })
+	}
+	t.Run("train and serve with --build", func(t *testing.T) { trainAndServeWithBuild(t, k) })
+}
+
 func trainingJobsIn(t *testing.T, file string) []*v1alpha1.TrainingJob {
 	return objectsIn(t, file, "TrainingJob", func() *v1alpha1.TrainingJob { return &v1alpha1.TrainingJob{} })
 }

@@ -1,0 +1,3 @@
+module example.com/kiln-server
+
+go 1.26

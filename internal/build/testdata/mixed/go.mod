@@ -1,0 +1,3 @@
+module example.com/mixed/tools
+
+go 1.26
