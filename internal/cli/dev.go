@@ -30,7 +30,8 @@ manager. Nothing is downloaded but Go modules and Debian packages; the first run
 components (about 15 minutes on 2 cores) and caches them.`,
 	}
 	cmd.AddCommand(newDevUpCommand(streams), newDevDownCommand(streams), newDevStatusCommand(streams),
-		newDevToolsCommand(streams), newDevExamplesCommand(streams), newDevServeCommand(streams))
+		newDevToolsCommand(streams), newDevExamplesCommand(streams), newDevServeCommand(streams),
+		newDevImagesCommand(streams))
 	return cmd
 }
 

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,8 +16,10 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/images"
 	"kiln.dev/kiln/internal/localkiln"
 )
 
@@ -25,6 +29,9 @@ type DevExamplesOptions struct {
 	StateDir  string
 	Namespace string
 	Timeout   time.Duration
+	Registry  string
+	// KubeConfig runs the examples on another cluster than the local Kiln.
+	KubeConfig string
 
 	streams genericiooptions.IOStreams
 }
@@ -44,17 +51,22 @@ func newDevExamplesCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", localkiln.DefaultDir(), "folder of the local Kiln's kubeconfig and state")
 	cmd.Flags().StringVar(&o.Namespace, "namespace", "kiln-examples", "namespace to run the examples in (recreated objects, same names)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long each example may take")
+	cmd.Flags().StringVar(&o.KubeConfig, "kubeconfig", "", "run on the cluster of this kubeconfig instead of the local Kiln (with a real node, pass --registry too)")
+	cmd.Flags().StringVar(&o.Registry, "registry", "", "host:port of the registry the real node pulls kiln.local/ images from (default: the local Kiln's)")
 	return cmd
 }
 
 // Run creates each TrainingJob example afresh and follows it to the end.
 func (o *DevExamplesOptions) Run(ctx context.Context) error {
-	s, err := localkiln.ReadState(o.StateDir)
-	if err != nil {
-		return err
-	}
-	if s == nil || s.KubeConfig == "" {
-		return fmt.Errorf("the local Kiln is not running: start it with `kubectl kiln dev up`")
+	s := &localkiln.State{KubeConfig: o.KubeConfig}
+	if o.KubeConfig == "" {
+		var err error
+		if s, err = localkiln.ReadState(o.StateDir); err != nil {
+			return err
+		}
+		if s == nil || s.KubeConfig == "" {
+			return fmt.Errorf("the local Kiln is not running: start it with `kubectl kiln dev up`")
+		}
 	}
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.KubeConfig, flags.Namespace = &s.KubeConfig, &o.Namespace
@@ -65,6 +77,13 @@ func (o *DevExamplesOptions) Run(ctx context.Context) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Namespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
+	}
+	nodes := &corev1.NodeList{}
+	if err := c.List(ctx, nodes); err != nil {
+		return err
+	}
+	if real := realNodes(nodes.Items); len(real) > 0 {
+		return o.runWorkflow(ctx, s, flags, c, real)
 	}
 	files, err := filepath.Glob(filepath.Join(o.Dir, "*.yaml"))
 	if err != nil {
@@ -101,6 +120,31 @@ func (o *DevExamplesOptions) Run(ctx context.Context) error {
 	}
 	fmt.Fprintf(o.streams.Out, "\nAll examples succeeded. Look around:\n  export KUBECONFIG=%s\n  kubectl kiln get -n %s -o wide\n  kubectl kiln status -n %s NAME\n", s.KubeConfig, o.Namespace, o.Namespace)
 	return nil
+}
+
+// runWorkflow runs the real ML workflow (examples/digits, examples/ddp) on the real node.
+func (o *DevExamplesOptions) runWorkflow(ctx context.Context, s *localkiln.State, flags *genericclioptions.ConfigFlags, c client.Client, real []string) error {
+	registry := o.Registry
+	if registry == "" {
+		registry = s.Registry
+	}
+	if registry == "" {
+		return fmt.Errorf("the local Kiln has a real node (%s) but no registry for its images is known: pass --registry HOST:PORT", strings.Join(real, ", "))
+	}
+	cs, err := cluster{flags: flags}.clientset()
+	if err != nil {
+		return err
+	}
+	// The workflow outlives controller-runtime's 30 s grace for a logger, after which the
+	// clients would print a stack trace saying none was set; the CLI logs nothing through it.
+	ctrllog.SetLogger(logr.Discard())
+	fmt.Fprintf(o.streams.Out, "Real node %s: running the example workflow for real (train, tune, serve, predict, DDP) in namespace %s.\n", strings.Join(real, ", "), o.Namespace)
+	w := &workflow{
+		c: c, cs: cs, flags: flags, ns: o.Namespace, dir: o.Dir, registry: registry, timeout: o.Timeout,
+		builder: &images.Builder{Out: indent(o.streams.Out)}, out: o.streams.Out, streams: o.streams,
+	}
+	_, err = w.run(ctx)
+	return err
 }
 
 // recreate deletes an earlier run of the example and creates it again.

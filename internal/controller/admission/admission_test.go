@@ -155,3 +155,34 @@ func TestPriorities(t *testing.T) {
 		}
 	}
 }
+
+// GPU ranks each take a node of their own; CPU ranks may share one, so a two-pod CPU job runs
+// on a one-node cluster (the local Kiln's real node).
+func TestOwnNodeOnlyForGPURanks(t *testing.T) {
+	job := func(requests corev1.ResourceList) *gang {
+		spec := corev1.PodSpec{Containers: []corev1.Container{{Resources: corev1.ResourceRequirements{Requests: requests}}}}
+		return &gang{job: &batchv1.Job{Spec: batchv1.JobSpec{Completions: ptr.To[int32](2), Template: corev1.PodTemplateSpec{Spec: spec}}}}
+	}
+	tests := []struct {
+		name     string
+		requests corev1.ResourceList
+		own      bool
+	}{
+		{"GPU ranks", corev1.ResourceList{v1alpha1.DefaultGPUResource: resource.MustParse("1"), corev1.ResourceCPU: resource.MustParse("1")}, true},
+		{"CPU ranks", corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("2Gi")}, false},
+		{"ranks requesting nothing", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pods := job(tt.requests).pods(v1alpha1.DefaultGPUResource)
+			if len(pods) != 2 {
+				t.Fatalf("%d pods, want 2", len(pods))
+			}
+			for i, p := range pods {
+				if p.OwnNode != tt.own {
+					t.Errorf("pod %d OwnNode = %v, want %v", i, p.OwnNode, tt.own)
+				}
+			}
+		})
+	}
+}
