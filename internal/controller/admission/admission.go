@@ -12,9 +12,9 @@
 // held read live, the gangs being the running Jobs with a placement
 // annotation, whether or not their pods exist yet. A held gang books its nodes
 // whether or not its pods are in the cache yet, so a cache a few pods behind
-// books nothing twice. A manager that dies before the patch leaves the Job suspended and
-// queued; after it, the Job is held and its pods are already bound for their
-// nodes. Either way nothing is booked twice or lost.
+// books nothing twice. A manager that dies before the patch leaves the Job
+// suspended and queued; after it, the Job is held and its pods are already
+// bound for their nodes. Either way nothing is booked twice or lost.
 //
 // Jobs of TrainingJobs with a queueName are left to Kueue.
 package admission
