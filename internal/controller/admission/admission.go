@@ -32,6 +32,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -456,9 +457,36 @@ func gangOf(held []*gang) func(*corev1.Pod) string {
 // release records the placement and un-suspends the Job in one write, so the
 // Job is either queued or held, never in between. The optimistic lock makes a
 // pass working from an outdated Job fail rather than act on it.
+//
+// The Job controller writes the status of a Job just created (its Suspended
+// condition), which changes its resourceVersion but nothing the pass decided
+// on. So after a conflict the Job is read again and, if its spec is the one
+// the pass saw and it is still queued, released from the fresh copy.
 func (a *Admitter) release(ctx context.Context, g *gang, nodes []string) error {
-	job := g.job
+	const attempts = 3
+	for i := 1; ; i++ {
+		err := a.patchRelease(ctx, g.job, nodes)
+		if err == nil || !apierrors.IsConflict(err) || i == attempts {
+			if err != nil {
+				return fmt.Errorf("releasing Job %s: %w", g.id(), err)
+			}
+			ctrl.LoggerFrom(ctx).Info("admitted gang", "job", g.id(), "nodes", nodes)
+			return nil
+		}
+		fresh := &batchv1.Job{}
+		if err := a.APIReader.Get(ctx, client.ObjectKeyFromObject(g.job), fresh); err != nil {
+			return fmt.Errorf("releasing Job %s: %w", g.id(), err)
+		}
+		if fresh.Generation != g.job.Generation || !suspended(fresh) || fresh.Annotations[v1alpha1.AnnotationPlacement] != "" {
+			return fmt.Errorf("releasing Job %s: it changed since this pass read it; the next pass decides again", g.id())
+		}
+		g.job = fresh
+	}
+}
+
+func (a *Admitter) patchRelease(ctx context.Context, job *batchv1.Job, nodes []string) error {
 	before := job.DeepCopy()
+	job = job.DeepCopy()
 	if job.Annotations == nil {
 		job.Annotations = map[string]string{}
 	}
@@ -467,11 +495,7 @@ func (a *Admitter) release(ctx context.Context, g *gang, nodes []string) error {
 	delete(job.Annotations, v1alpha1.AnnotationAdmission)
 	delete(job.Annotations, v1alpha1.AnnotationAdmissionMessage)
 	job.Spec.Suspend = ptr.To(false)
-	if err := a.Client.Patch(ctx, job, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("releasing Job %s: %w", g.id(), err)
-	}
-	ctrl.LoggerFrom(ctx).Info("admitted gang", "job", g.id(), "nodes", nodes)
-	return nil
+	return a.Client.Patch(ctx, job, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 
 // record writes why a gang waits or is refused onto its Job, where the
