@@ -1,11 +1,12 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -108,61 +109,16 @@ func (o *GetOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var items []v1alpha1.TrainingJob
-	if len(o.Names) > 0 {
-		for _, n := range o.Names {
-			tj := v1alpha1.TrainingJob{}
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: n}, &tj); err != nil {
-				return err
-			}
-			items = append(items, tj)
-		}
-	} else {
-		list := &v1alpha1.TrainingJobList{}
-		var opts []client.ListOption
-		if !o.AllNamespaces {
-			opts = append(opts, client.InNamespace(ns))
-		}
-		if err := c.List(ctx, list, opts...); err != nil {
-			return err
-		}
-		items = list.Items
+	list := &v1alpha1.TrainingJobList{}
+	items, err := fetchSorted(ctx, c, ns, o.Names, o.AllNamespaces, list, func() []v1alpha1.TrainingJob { return list.Items })
+	if err != nil {
+		return err
 	}
-	sort.Slice(items, func(i, j int) bool {
-		if items[i].Namespace != items[j].Namespace {
-			return items[i].Namespace < items[j].Namespace
-		}
-		return items[i].Name < items[j].Name
-	})
 	return o.print(o.streams.Out, items)
 }
 
 func (o *GetOptions) print(w io.Writer, items []v1alpha1.TrainingJob) error {
-	switch o.Output {
-	case "name":
-		for _, tj := range items {
-			fmt.Fprintf(w, "trainingjob.kiln.dev/%s\n", tj.Name)
-		}
-		return nil
-	case "yaml", "json":
-		list := &v1alpha1.TrainingJobList{Items: items}
-		list.APIVersion, list.Kind = "v1", "List"
-		for i := range list.Items {
-			list.Items[i].APIVersion, list.Items[i].Kind = v1alpha1.GroupVersion.String(), "TrainingJob"
-			list.Items[i].ManagedFields = nil
-		}
-		var b []byte
-		var err error
-		if o.Output == "json" {
-			b, err = json.MarshalIndent(list, "", "  ")
-			b = append(b, '\n')
-		} else {
-			b, err = yaml.Marshal(list)
-		}
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
+	if done, err := printListed(w, o.Output, "TrainingJob", items); done {
 		return err
 	}
 	if len(items) == 0 {
@@ -239,4 +195,79 @@ func age(t metav1.Time, now time.Time) string {
 		return "<unknown>"
 	}
 	return duration.HumanDuration(now.Sub(t.Time))
+}
+
+// fetchSorted returns the named objects, or all of list's kind in the namespace (or every
+// namespace), sorted by namespace and name. items reads list's items once it is filled.
+func fetchSorted[T any, P interface {
+	*T
+	client.Object
+}](ctx context.Context, c client.Client, ns string, names []string, all bool, list client.ObjectList, items func() []T) ([]T, error) {
+	var out []T
+	if len(names) > 0 {
+		for _, n := range names {
+			var obj T
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: n}, P(&obj)); err != nil {
+				return nil, err
+			}
+			out = append(out, obj)
+		}
+	} else {
+		var opts []client.ListOption
+		if !all {
+			opts = append(opts, client.InNamespace(ns))
+		}
+		if err := c.List(ctx, list, opts...); err != nil {
+			return nil, err
+		}
+		out = items()
+	}
+	slices.SortFunc(out, func(a, b T) int {
+		pa, pb := P(&a), P(&b)
+		return cmp.Or(cmp.Compare(pa.GetNamespace(), pb.GetNamespace()), cmp.Compare(pa.GetName(), pb.GetName()))
+	})
+	return out, nil
+}
+
+// printListed prints items of kind as -o name, json or yaml ask, as kubectl get does, and
+// says whether it did: a table is the caller's, since its columns are the kind's.
+func printListed[T any, P interface {
+	*T
+	client.Object
+}](w io.Writer, format, kind string, items []T) (bool, error) {
+	switch format {
+	case "name":
+		for i := range items {
+			fmt.Fprintf(w, "%s.%s/%s\n", strings.ToLower(kind), v1alpha1.GroupVersion.Group, P(&items[i]).GetName())
+		}
+		return true, nil
+	case "yaml", "json":
+	default:
+		return false, nil
+	}
+	// The shape of a typed list, so the output is what kubectl prints.
+	list := struct {
+		metav1.TypeMeta `json:",inline"`
+		metav1.ListMeta `json:"metadata,omitempty"`
+		Items           []client.Object `json:"items"`
+	}{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "List"}, Items: make([]client.Object, len(items))}
+	for i := range items {
+		obj := P(&items[i])
+		obj.GetObjectKind().SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(kind))
+		obj.SetManagedFields(nil)
+		list.Items[i] = obj
+	}
+	var b []byte
+	var err error
+	if format == "json" {
+		b, err = json.MarshalIndent(list, "", "  ")
+		b = append(b, '\n')
+	} else {
+		b, err = yaml.Marshal(list)
+	}
+	if err != nil {
+		return true, err
+	}
+	_, err = w.Write(b)
+	return true, err
 }

@@ -22,7 +22,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/render"
@@ -326,61 +325,16 @@ func (o *NotebookListOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var items []v1alpha1.Notebook
-	if len(o.Names) > 0 {
-		for _, n := range o.Names {
-			nb := v1alpha1.Notebook{}
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: n}, &nb); err != nil {
-				return err
-			}
-			items = append(items, nb)
-		}
-	} else {
-		list := &v1alpha1.NotebookList{}
-		var opts []client.ListOption
-		if !o.AllNamespaces {
-			opts = append(opts, client.InNamespace(ns))
-		}
-		if err := c.List(ctx, list, opts...); err != nil {
-			return err
-		}
-		items = list.Items
+	list := &v1alpha1.NotebookList{}
+	items, err := fetchSorted(ctx, c, ns, o.Names, o.AllNamespaces, list, func() []v1alpha1.Notebook { return list.Items })
+	if err != nil {
+		return err
 	}
-	sort.Slice(items, func(i, j int) bool {
-		if items[i].Namespace != items[j].Namespace {
-			return items[i].Namespace < items[j].Namespace
-		}
-		return items[i].Name < items[j].Name
-	})
 	return o.print(o.streams.Out, items)
 }
 
 func (o *NotebookListOptions) print(w io.Writer, items []v1alpha1.Notebook) error {
-	switch o.Output {
-	case "name":
-		for _, nb := range items {
-			fmt.Fprintf(w, "notebook.kiln.dev/%s\n", nb.Name)
-		}
-		return nil
-	case "yaml", "json":
-		list := &v1alpha1.NotebookList{Items: items}
-		list.APIVersion, list.Kind = "v1", "List"
-		for i := range list.Items {
-			list.Items[i].APIVersion, list.Items[i].Kind = v1alpha1.GroupVersion.String(), "Notebook"
-			list.Items[i].ManagedFields = nil
-		}
-		var b []byte
-		var err error
-		if o.Output == "json" {
-			b, err = json.MarshalIndent(list, "", "  ")
-			b = append(b, '\n')
-		} else {
-			b, err = yaml.Marshal(list)
-		}
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
+	if done, err := printListed(w, o.Output, "Notebook", items); done {
 		return err
 	}
 	if len(items) == 0 {
