@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -180,37 +181,35 @@ func (o *ExportOptions) live(ctx context.Context) (*v1alpha1.TrainingJob, placem
 
 // readTrainingJob decodes one TrainingJob from a YAML or JSON file.
 func readTrainingJob(path string, stdin io.Reader) (*v1alpha1.TrainingJob, error) {
-	var data []byte
-	var err error
-	if path == "-" {
-		data, err = io.ReadAll(stdin)
-	} else {
-		data, err = os.ReadFile(path)
-	}
+	tj := &v1alpha1.TrainingJob{}
+	return tj, readManifest(path, stdin, "TrainingJob", "export takes a", tj)
+}
+
+// readManifest decodes the one object of kind in a YAML or JSON file (standard input for
+// "-") into obj, refusing another kind, another API version and unknown fields. A file of
+// another kind is told "<path> holds <its kind>; <want> <kind>", in the verb's words.
+func readManifest(path string, stdin io.Reader, kind, want string, obj any) error {
+	data, err := readInput(path, stdin)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	raw, err := utilyaml.ToJSON(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	var tm struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-	}
+	var tm metav1.TypeMeta
 	if err := json.Unmarshal(raw, &tm); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	if tm.Kind != "TrainingJob" || tm.APIVersion != v1alpha1.GroupVersion.String() {
-		return nil, fmt.Errorf("%s holds %s %s; export takes a %s TrainingJob", path, tm.APIVersion, tm.Kind, v1alpha1.GroupVersion)
+	if tm.Kind != kind || tm.APIVersion != v1alpha1.GroupVersion.String() {
+		return fmt.Errorf("%s holds %s %s; %s %s %s", path, tm.APIVersion, tm.Kind, want, v1alpha1.GroupVersion, kind)
 	}
-	tj := &v1alpha1.TrainingJob{}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(tj); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := dec.Decode(obj); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return tj, nil
+	return nil
 }
 
 // printObjects writes objects as a YAML stream or a JSON List, without the status and
@@ -270,6 +269,29 @@ func printObject(w io.Writer, resource, format string, obj render.Object) error 
 		format = "yaml"
 	}
 	return printObjects(w, format, []render.Object{obj})
+}
+
+// validateCreateFlags checks the --dry-run and -o values of the verbs that create an object.
+func validateCreateFlags(dryRun, format string) error {
+	switch dryRun {
+	case "none", "client", "server":
+	default:
+		return fmt.Errorf(`--dry-run must be "none", "client" or "server"`)
+	}
+	switch format {
+	case "", "yaml", "json", "name":
+	default:
+		return fmt.Errorf("unknown output format %q: use yaml, json or name", format)
+	}
+	return nil
+}
+
+// readInput reads the file given with -f, or standard input for "-".
+func readInput(path string, stdin io.Reader) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(stdin)
+	}
+	return os.ReadFile(path)
 }
 
 // createObject creates obj, as a server-side dry run when dryRun is "server", then prints it

@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -18,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -173,15 +169,8 @@ func (o *NotebookCreateOptions) Complete(args []string) error {
 
 // Validate refuses what the API server would refuse, before any call, with the field path.
 func (o *NotebookCreateOptions) Validate() error {
-	switch o.DryRun {
-	case "none", "client", "server":
-	default:
-		return fmt.Errorf(`--dry-run must be "none", "client" or "server"`)
-	}
-	switch o.OutputFormat {
-	case "", "yaml", "json", "name":
-	default:
-		return fmt.Errorf("unknown output format %q: use yaml, json or name", o.OutputFormat)
+	if err := validateCreateFlags(o.DryRun, o.OutputFormat); err != nil {
+		return err
 	}
 	if errs := validation.ValidateNotebook(o.nb); len(errs) > 0 {
 		return fmt.Errorf("invalid Notebook: %v", errs.ToAggregate())
@@ -551,28 +540,8 @@ func (t notebookTree) print(w io.Writer, now time.Time) {
 
 // readNotebook reads a manifest that holds one Notebook.
 func readNotebook(path string) (*v1alpha1.Notebook, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := utilyaml.ToJSON(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	var tm metav1.TypeMeta
-	if err := json.Unmarshal(raw, &tm); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if tm.Kind != "Notebook" || tm.APIVersion != v1alpha1.GroupVersion.String() {
-		return nil, fmt.Errorf("%s holds %s %s, not a %s Notebook", path, tm.APIVersion, tm.Kind, v1alpha1.GroupVersion)
-	}
 	nb := &v1alpha1.Notebook{}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(nb); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return nb, nil
+	return nb, readManifest(path, nil, "Notebook", "not a", nb)
 }
 
 // runNotebookExample creates the notebook afresh (its retained workspace is

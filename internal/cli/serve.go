@@ -182,15 +182,8 @@ func (o *ServeOptions) Validate() error {
 	if o.File == "" && o.Model == "" {
 		return fmt.Errorf("--model is required: trainingjob://NAME, pvc://CLAIM[/PATH], s3://, gs:// or https://")
 	}
-	switch o.DryRun {
-	case "none", "client", "server":
-	default:
-		return fmt.Errorf(`--dry-run must be "none", "client" or "server"`)
-	}
-	switch o.OutputFormat {
-	case "", "yaml", "json", "name":
-	default:
-		return fmt.Errorf("unknown output format %q: use yaml, json or name", o.OutputFormat)
+	if err := validateCreateFlags(o.DryRun, o.OutputFormat); err != nil {
+		return err
 	}
 	if err := o.source.validate(o.File, o.Image); err != nil {
 		return err
@@ -244,13 +237,7 @@ func (o *ServeOptions) print() error {
 }
 
 func readModelServer(path string, stdin io.Reader) (*v1alpha1.ModelServer, error) {
-	var data []byte
-	var err error
-	if path == "-" {
-		data, err = io.ReadAll(stdin)
-	} else {
-		data, err = os.ReadFile(path)
-	}
+	data, err := readInput(path, stdin)
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -104,15 +101,8 @@ func (o *SweepOptions) Complete(args []string) error {
 
 // Validate refuses what admission would refuse, with the field path, before any call.
 func (o *SweepOptions) Validate() error {
-	switch o.DryRun {
-	case "none", "client", "server":
-	default:
-		return fmt.Errorf(`--dry-run must be "none", "client" or "server"`)
-	}
-	switch o.OutputFormat {
-	case "", "yaml", "json", "name":
-	default:
-		return fmt.Errorf("unknown output format %q: use yaml, json or name", o.OutputFormat)
+	if err := validateCreateFlags(o.DryRun, o.OutputFormat); err != nil {
+		return err
 	}
 	// The API server defaults parallelism; the offline check must not refuse it unset.
 	sw := o.sw.DeepCopy()
@@ -149,33 +139,8 @@ func (o *SweepOptions) print() error {
 
 // readSweep decodes one Sweep from a YAML or JSON file, refusing unknown fields.
 func readSweep(path string, stdin io.Reader) (*v1alpha1.Sweep, error) {
-	var data []byte
-	var err error
-	if path == "-" {
-		data, err = io.ReadAll(stdin)
-	} else {
-		data, err = os.ReadFile(path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	raw, err := utilyaml.ToJSON(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	sw := &v1alpha1.Sweep{}
-	if err := json.Unmarshal(raw, &sw.TypeMeta); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if sw.Kind != "Sweep" || sw.APIVersion != v1alpha1.GroupVersion.String() {
-		return nil, fmt.Errorf("%s holds %s %s; want a %s Sweep", path, sw.APIVersion, sw.Kind, v1alpha1.GroupVersion)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(sw); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return sw, nil
+	return sw, readManifest(path, stdin, "Sweep", "want a", sw)
 }
 
 // SweepStatusOptions show a Sweep with its trials.

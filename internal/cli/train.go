@@ -211,15 +211,8 @@ func (o *TrainOptions) Validate() error {
 	if o.File == "" && o.Image == "" {
 		return fmt.Errorf("--image is required: the container image with your training code")
 	}
-	switch o.DryRun {
-	case "none", "client", "server":
-	default:
-		return fmt.Errorf(`--dry-run must be "none", "client" or "server"`)
-	}
-	switch o.OutputFormat {
-	case "", "yaml", "json", "name":
-	default:
-		return fmt.Errorf("unknown output format %q: use yaml, json or name", o.OutputFormat)
+	if err := validateCreateFlags(o.DryRun, o.OutputFormat); err != nil {
+		return err
 	}
 	if o.Watch && o.DryRun != "none" {
 		return fmt.Errorf("--watch follows a created job; it cannot be combined with --dry-run")
