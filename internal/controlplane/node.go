@@ -608,6 +608,3 @@ func (p *Plane) Registry() string {
 	}
 	return p.node.registry.addr
 }
-
-// RealNode reports whether the plane runs a real node.
-func (p *Plane) RealNode() bool { return p.node != nil }

@@ -389,15 +389,6 @@ func Push(ctx context.Context, img v1.Image, ref string) (string, error) {
 	return r.Context().Digest(d.String()).String(), nil
 }
 
-// WriteTarball writes img as an image archive tagged ref, for `ctr images import`.
-func WriteTarball(file string, img v1.Image, ref string) error {
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		return err
-	}
-	return tarball.WriteToFile(file, tag, img)
-}
-
 func writeTarFile(file, dir string, o TarOptions) error {
 	f, err := os.Create(file)
 	if err != nil {
