@@ -14,10 +14,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"kiln.dev/kiln/internal/build"
 )
 
 // BinaryImage is an image holding one static binary and nothing else, such as the node's
@@ -48,7 +49,7 @@ func (b BinaryImage) Build(cacheDir string) (v1.Image, string, error) {
 	h.Write(bin)
 	tag := hex.EncodeToString(h.Sum(nil))[:16]
 	path := filepath.Join(cacheDir, b.Repo+"-"+tag)
-	if img, err := cachedImage(path); err == nil {
+	if img, err := build.LoadLayout(path); err == nil {
 		return img, tag, nil
 	}
 	img, err := b.image(bin)
@@ -63,42 +64,15 @@ func (b BinaryImage) Build(cacheDir string) (v1.Image, string, error) {
 		return nil, "", err
 	}
 	defer os.RemoveAll(tmp)
-	lp, err := layout.Write(tmp, empty.Index)
-	if err != nil {
-		return nil, "", err
-	}
-	if err := lp.AppendImage(img); err != nil {
+	if err := build.WriteLayout(tmp, img); err != nil {
 		return nil, "", fmt.Errorf("caching image %s: %w", b.Repo, err)
 	}
 	_ = os.RemoveAll(path)
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, "", err
 	}
-	img, err = cachedImage(path)
+	img, err = build.LoadLayout(path)
 	return img, tag, err
-}
-
-func cachedImage(path string) (v1.Image, error) {
-	idx, err := layout.ImageIndexFromPath(path)
-	if err != nil {
-		return nil, err
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return nil, err
-	}
-	if len(m.Manifests) != 1 {
-		return nil, fmt.Errorf("%s holds %d images, want 1", path, len(m.Manifests))
-	}
-	img, err := idx.Image(m.Manifests[0].Digest)
-	if err != nil {
-		return nil, err
-	}
-	// A half-written cache entry fails here rather than at the registry.
-	if _, err := img.Digest(); err != nil {
-		return nil, err
-	}
-	return img, nil
 }
 
 func (b BinaryImage) image(bin []byte) (v1.Image, error) {

@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,11 +27,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"kiln.dev/kiln/internal/build"
 )
 
 // BuilderVersion is part of every cache key: change it when the way a base is made changes,
@@ -136,7 +136,7 @@ func (b *Builder) Base(ctx context.Context, base Base) (v1.Image, error) {
 		return nil, err
 	}
 	defer unlock()
-	if img, err := loadLayout(cache); err == nil {
+	if img, err := build.LoadLayout(cache); err == nil {
 		b.printf("base image %s: cached (%s)", base.Name, cache)
 		return img, nil
 	}
@@ -170,17 +170,17 @@ func (b *Builder) Base(ctx context.Context, base Base) (v1.Image, error) {
 	// Written beside the cache and renamed into place, so an interrupted build leaves no
 	// half-written cache entry behind.
 	staged := filepath.Join(work, "oci")
-	if err := writeLayout(staged, img); err != nil {
+	if err := build.WriteLayout(staged, img); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(staged, cache); err != nil {
 		// A builder without the lock (an older Kiln) got there first: its image is as good.
-		if img, lerr := loadLayout(cache); lerr == nil {
+		if img, lerr := build.LoadLayout(cache); lerr == nil {
 			return img, nil
 		}
 		return nil, err
 	}
-	img, err = loadLayout(cache)
+	img, err = build.LoadLayout(cache)
 	if err != nil {
 		return nil, err
 	}
@@ -404,33 +404,6 @@ func writeTarFile(file, dir string, o TarOptions) error {
 		return err
 	}
 	return f.Close()
-}
-
-func writeLayout(dir string, img v1.Image) error {
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return err
-	}
-	return p.AppendImage(img)
-}
-
-func loadLayout(dir string) (v1.Image, error) {
-	p, err := layout.FromPath(dir)
-	if err != nil {
-		return nil, err
-	}
-	idx, err := p.ImageIndex()
-	if err != nil {
-		return nil, err
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return nil, err
-	}
-	if len(m.Manifests) != 1 {
-		return nil, errors.New("the cached layout holds no single image")
-	}
-	return idx.Image(m.Manifests[0].Digest)
 }
 
 // lockFile takes an exclusive lock on file, calling waiting first if another process holds it.
