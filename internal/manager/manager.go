@@ -128,6 +128,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+	// Pod logs (checkpoints, trials' metrics) need a clientset; controller-runtime's client has no logs.
 	pods, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
 		return nil, err
@@ -189,7 +190,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("setting up the webhooks: %w", err)
 		}
 	}
-	if err := addSweep(mgr, o.Sweep); err != nil {
+	if err := addSweep(mgr, o.Sweep, pods); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

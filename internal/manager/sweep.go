@@ -27,7 +27,8 @@ type SweepOptions struct {
 	LogInterval time.Duration
 }
 
-func addSweep(mgr ctrl.Manager, o SweepOptions) error {
+// addSweep adds the Sweep controller and its metrics readers; pods reads trials' logs.
+func addSweep(mgr ctrl.Manager, o SweepOptions, pods kubernetes.Interface) error {
 	recorder := &sweep.Recorder{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
 	push := o.MetricsAddr != "" && o.MetricsAddr != "0"
 	if push && o.MetricsURL == "" {
@@ -53,11 +54,7 @@ func addSweep(mgr ctrl.Manager, o SweepOptions) error {
 		}
 	}
 	if o.LogInterval >= 0 {
-		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
-		if err != nil {
-			return err
-		}
-		poller := &sweep.LogPoller{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Pods: cs, Recorder: recorder, Interval: orDefault(o.LogInterval, 15*time.Second)}
+		poller := &sweep.LogPoller{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Pods: pods, Recorder: recorder, Interval: orDefault(o.LogInterval, 15*time.Second)}
 		if err := mgr.Add(poller); err != nil {
 			return err
 		}
