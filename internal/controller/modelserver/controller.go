@@ -216,15 +216,20 @@ func (r *Reconciler) steps(ctx context.Context, ms *v1alpha1.ModelServer) (ctrl.
 }
 
 // config is the serving configuration: the kiln-serving ConfigMap in Kiln's
-// namespace, or the built-in defaults when there is none.
+// namespace, or the built-in defaults when there is none; the manager's fetch
+// image stands in when it names none.
 func (r *Reconciler) config(ctx context.Context) (serving.Config, error) {
+	c, err := r.servingConfig(ctx)
+	c.FetchImage = cmp.Or(c.FetchImage, r.FetchImage)
+	return c, err
+}
+
+func (r *Reconciler) servingConfig(ctx context.Context) (serving.Config, error) {
 	cm := &corev1.ConfigMap{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: serving.ConfigMapName}, cm)
 	switch {
 	case apierrors.IsNotFound(err):
-		c := serving.DefaultConfig()
-		c.FetchImage = cmp.Or(c.FetchImage, r.FetchImage)
-		return c, nil
+		return serving.DefaultConfig(), nil
 	case err != nil:
 		return serving.Config{}, fmt.Errorf("reading ConfigMap %s/%s: %w", r.Namespace, serving.ConfigMapName, err)
 	}
@@ -232,7 +237,6 @@ func (r *Reconciler) config(ctx context.Context) (serving.Config, error) {
 	if err != nil {
 		return serving.Config{}, fmt.Errorf("ConfigMap %s/%s: %w", r.Namespace, serving.ConfigMapName, err)
 	}
-	c.FetchImage = cmp.Or(c.FetchImage, r.FetchImage)
 	return c, nil
 }
 
