@@ -138,6 +138,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		APIReader:  mgr.GetAPIReader(),
 		Logs:       pods,
 		FetchImage: o.FetchImage,
+		Inject:     func(t *corev1.PodTemplateSpec) { webhook.InjectTemplate(t, o.Webhooks.Injection) },
 		Recorder:   mgr.GetEventRecorder("kiln-trainingjob"),
 		Clock:      clock.RealClock{},
 		Policy:     o.Policy,

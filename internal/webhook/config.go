@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"fmt"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -60,6 +62,7 @@ func Configurations(scheme *runtime.Scheme, namespace string) (*admissionregistr
 				TimeoutSeconds:          ptr.To[int32](kindTimeoutSeconds),
 				AdmissionReviewVersions: []string{"v1"},
 				ReinvocationPolicy:      ptr.To(admissionregistrationv1.NeverReinvocationPolicy),
+				MatchConditions:         k.defaultWhen,
 			})
 		}
 		val.Webhooks = append(val.Webhooks, admissionregistrationv1.ValidatingWebhook{
@@ -71,6 +74,12 @@ func Configurations(scheme *runtime.Scheme, namespace string) (*admissionregistr
 			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
 			TimeoutSeconds:          ptr.To[int32](kindTimeoutSeconds),
 			AdmissionReviewVersions: []string{"v1"},
+			// A write that leaves the spec alone (labels, finalizers) has nothing to check;
+			// the handler would let it through, so the API server need not ask.
+			MatchConditions: []admissionregistrationv1.MatchCondition{{
+				Name:       "spec-changed",
+				Expression: "request.operation != 'UPDATE' || object.metadata.generation != oldObject.metadata.generation",
+			}},
 		})
 	}
 
@@ -96,6 +105,12 @@ func Configurations(scheme *runtime.Scheme, namespace string) (*admissionregistr
 			ReinvocationPolicy:      ptr.To(admissionregistrationv1.NeverReinvocationPolicy),
 			NamespaceSelector:       &metav1.LabelSelector{MatchExpressions: ns},
 			ObjectSelector:          &metav1.LabelSelector{MatchExpressions: obj},
+			// Evaluated in the API server: a pod injected when its workload was
+			// rendered costs no round trip to the webhook.
+			MatchConditions: []admissionregistrationv1.MatchCondition{{
+				Name:       "not-injected-yet",
+				Expression: fmt.Sprintf("!has(object.metadata.annotations) || !(%q in object.metadata.annotations)", AnnotationInjected),
+			}},
 		}
 	}
 	mut.Webhooks = append(mut.Webhooks,

@@ -29,6 +29,8 @@ const (
 	// InjectDisabled is the pod label value that opts a pod out.
 	InjectDisabled = "false"
 	// AnnotationInjected lists what the webhook changed on a pod, comma-separated.
+	// Its presence, even empty, says the injection was applied already (Kiln's
+	// controllers apply it when they render), so the API server skips the call.
 	AnnotationInjected = "kiln.dev/injected"
 
 	// LabelManagedBy marks the pods of Kiln's workloads, as internal/render sets it.
@@ -149,7 +151,7 @@ func Inject(pod *corev1.Pod, in Injection) []string {
 		changes = append(changes, "shm")
 	}
 	for _, s := range in.Sidecars {
-		sel, err := metav1.LabelSelectorAsSelector(s.Selector)
+		sel, err := selectorOf(s)
 		if err != nil || !sel.Matches(labels.Set(pod.Labels)) || hasContainer(&pod.Spec, s.Container.Name) {
 			continue
 		}
@@ -169,6 +171,30 @@ func Inject(pod *corev1.Pod, in Injection) []string {
 		pod.Annotations[AnnotationInjected] = strings.Join(all, ",")
 	}
 	return changes
+}
+
+// InjectTemplate is Inject on the pod template of a workload Kiln renders, so its
+// pods are created complete and the webhook's match condition spares the API
+// server a call per pod. The annotation is set even when nothing was added.
+func InjectTemplate(t *corev1.PodTemplateSpec, in Injection) {
+	pod := &corev1.Pod{ObjectMeta: t.ObjectMeta, Spec: t.Spec}
+	Inject(pod, in)
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	if _, ok := pod.Annotations[AnnotationInjected]; !ok {
+		pod.Annotations[AnnotationInjected] = ""
+	}
+	t.ObjectMeta, t.Spec = pod.ObjectMeta, pod.Spec
+}
+
+// selectorOf a sidecar: none selects every injected pod (LabelSelectorAsSelector would
+// take a nil selector as selecting nothing).
+func selectorOf(s Sidecar) (labels.Selector, error) {
+	if s.Selector == nil {
+		return labels.Everything(), nil
+	}
+	return metav1.LabelSelectorAsSelector(s.Selector)
 }
 
 func ptrTo[T any](v T) *T { return &v }

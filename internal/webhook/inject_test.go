@@ -122,3 +122,26 @@ func TestInjectTolerations(t *testing.T) {
 		})
 	}
 }
+
+// A template injected when Kiln renders it is marked even when nothing was added, so the
+// webhook's match condition lets its pods through without a call.
+func TestInjectTemplateMarksTheTemplate(t *testing.T) {
+	in := Injection{Sidecars: []Sidecar{{Container: corev1.Container{Name: "metrics", Image: "m:1"}}}}
+	for _, tc := range []struct {
+		name string
+		in   Injection
+		want string
+	}{
+		{"nothing to add", Injection{SharedMemory: SharedMemory{Disabled: true}}, ""},
+		{"a sidecar to add", in, "shm,sidecar:metrics"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmpl := &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "img"}}}}
+			InjectTemplate(tmpl, tc.in)
+			got, ok := tmpl.Annotations[AnnotationInjected]
+			if !ok || got != tc.want {
+				t.Errorf("annotation %q (present %v), want %q", got, ok, tc.want)
+			}
+		})
+	}
+}

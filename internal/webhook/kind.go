@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -27,8 +28,10 @@ import (
 func kinds() []registration {
 	return []registration{
 		register(&v1alpha1.TrainingJob{}, Kind[*v1alpha1.TrainingJob]{
-			Resource:       "trainingjobs",
-			Default:        defaultTrainingJob,
+			Resource: "trainingjobs",
+			Default:  defaultTrainingJob,
+			DefaultWhen: "has(object.spec.resources) && has(object.spec.resources.gpus) && object.spec.resources.gpus > 0 && " +
+				"(!has(object.spec.resources.gpuResource) || object.spec.resources.gpuResource == '')",
 			Validate:       withPush(validation.ValidateTrainingJob),
 			ValidateUpdate: withPushUpdate(validation.ValidateTrainingJobUpdate),
 			Admit:          admitTrainingJob,
@@ -70,6 +73,9 @@ type Kind[T client.Object] struct {
 	// Default fills in, at creation, defaults that need the cluster or other fields
 	// (the CRD defaults the rest). Its warnings say what it chose and why.
 	Default func(ctx context.Context, c Cluster, obj T) (admission.Warnings, error)
+	// DefaultWhen is a CEL condition on the object under which Default has anything to
+	// do; the API server calls the defaulting webhook only then. Empty: always.
+	DefaultWhen string
 	// Validate checks an object on its own: the pure checks of internal/validation.
 	Validate func(obj T) field.ErrorList
 	// ValidateUpdate checks a change of the spec; Validate of the new object when nil.
@@ -84,14 +90,21 @@ type registration struct {
 	resource string
 	object   client.Object
 	mutating bool
-	handlers func(scheme *runtime.Scheme, c Cluster) (mutate, validate admission.Handler, err error)
+	// defaultWhen are the defaulting webhook's match conditions.
+	defaultWhen []admissionregistrationv1.MatchCondition
+	handlers    func(scheme *runtime.Scheme, c Cluster) (mutate, validate admission.Handler, err error)
 }
 
 func register[T client.Object](obj T, k Kind[T]) registration {
+	var when []admissionregistrationv1.MatchCondition
+	if k.DefaultWhen != "" {
+		when = []admissionregistrationv1.MatchCondition{{Name: "has-defaults-to-choose", Expression: k.DefaultWhen}}
+	}
 	return registration{
-		resource: k.Resource,
-		object:   obj,
-		mutating: k.Default != nil,
+		resource:    k.Resource,
+		object:      obj,
+		mutating:    k.Default != nil,
+		defaultWhen: when,
 		handlers: func(scheme *runtime.Scheme, c Cluster) (admission.Handler, admission.Handler, error) {
 			gvk, err := apiutil.GVKForObject(obj, scheme)
 			if err != nil {

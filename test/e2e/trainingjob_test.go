@@ -21,6 +21,7 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/controlplane"
+	"kiln.dev/kiln/internal/webhook"
 	"kiln.dev/kiln/internal/manager"
 	"kiln.dev/kiln/internal/render"
 	"kiln.dev/kiln/test/framework"
@@ -263,6 +264,12 @@ func TestTrainingJobPyTorchShapeFollowsTheNodes(t *testing.T) {
 				gpus := p.Spec.Containers[0].Resources.Limits[controlplane.GPUResource]
 				if gpus.Value() != int64(tt.per) {
 					t.Errorf("pod %s has %s GPUs, want %d", p.Name, gpus.String(), tt.per)
+				}
+				// The controller applied the pod injection when it rendered the Job,
+				// so the API server did not have to call the webhook for the pod.
+				if _, ok := p.Annotations[webhook.AnnotationInjected]; !ok ||
+					!slices.ContainsFunc(p.Spec.Tolerations, func(t corev1.Toleration) bool { return t.Key == string(controlplane.GPUResource) }) {
+					t.Errorf("pod %s: annotations %v, tolerations %v; want it injected when rendered", p.Name, p.Annotations, p.Spec.Tolerations)
 				}
 				if idx := p.Annotations[batchv1.JobCompletionIndexAnnotation]; idx != fmt.Sprint(i) {
 					t.Errorf("pod %s has completion index %q, want %d", p.Name, idx, i)

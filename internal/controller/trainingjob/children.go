@@ -115,6 +115,9 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonRenderFailed, err.Error())
 		return nil, nil
 	}
+	if r.Inject != nil {
+		r.Inject(&objs.Job.Spec.Template)
+	}
 	// Every attempt starts suspended, so no worker starts before all of them
 	// fit: Kiln's admission releases the Job (see package admission), or
 	// Kueue's when the job names a queue.

@@ -45,6 +45,10 @@ type Reconciler struct {
 	// FetchImage runs the init step that downloads s3://, gs:// and https://
 	// data inputs (cmd/kiln-fetch); without it such inputs are refused.
 	FetchImage string
+	// Inject applies the pod webhook's injection to the Job's pod template, so the
+	// workers are created complete and the API server skips the webhook for each
+	// of them; nil leaves the pods to the webhook.
+	Inject func(*corev1.PodTemplateSpec)
 	// Logs reads rank 0's log when a gang fails, for the last checkpoint it
 	// reported; nil skips that.
 	Logs kubernetes.Interface

@@ -19,7 +19,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,6 +37,7 @@ import (
 	"kiln.dev/kiln/internal/manager"
 	"kiln.dev/kiln/internal/placement"
 	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/test/bench/proc"
 	"kiln.dev/kiln/test/framework"
 )
 
@@ -78,6 +78,7 @@ type result struct {
 	otherWrites     int
 	managerWrites   int
 	managerCPU      time.Duration
+	apiserverCPU    time.Duration
 	managerPeakRSS  int64
 	writesByVerbRes map[string]int
 }
@@ -183,7 +184,7 @@ func direct(ctx context.Context, c config, plane *controlplane.Plane, auditLog s
 		}
 		objs = append(objs, rendered.Service, rendered.Job)
 	}
-	return measure(ctx, c, plane, auditLog, "direct", ns, objs, cl, nil)
+	return measure(ctx, c, plane, auditLog, "direct", ns, objs, cl, 0)
 }
 
 func kiln(ctx context.Context, c config, plane *controlplane.Plane, auditLog, mgrBin, dir string) (result, error) {
@@ -218,16 +219,17 @@ func kiln(ctx context.Context, c config, plane *controlplane.Plane, auditLog, mg
 	for i := range c.jobs {
 		objs = append(objs, template(ns, i, c.workers))
 	}
-	return measure(ctx, c, plane, auditLog, "kiln", ns, objs, cl, mgr.Process)
+	return measure(ctx, c, plane, auditLog, "kiln", ns, objs, cl, mgr.Process.Pid)
 }
 
 // measure creates objs at the client's QPS and waits until jobs × workers pods exist.
-func measure(ctx context.Context, c config, plane *controlplane.Plane, auditLog, name, ns string, objs []client.Object, cl client.Client, mgr *os.Process) (result, error) {
+func measure(ctx context.Context, c config, plane *controlplane.Plane, auditLog, name, ns string, objs []client.Object, cl client.Client, mgr int) (result, error) {
 	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return result{}, err
 	}
 	w := &writes{path: auditLog, ns: ns, offset: fileSize(auditLog), byUser: map[string]int{}, byVerbRes: map[string]int{}}
-	cpuBefore := cpuTime(mgr)
+	apiserver := proc.Children()["kube-apiserver"]
+	cpuBefore, apiBefore := proc.CPUTime(mgr), proc.CPUTime(apiserver)
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "%s: creating %d objects at %.0f QPS\n", name, len(objs), c.qps)
 	if err := createAll(ctx, cl, objs); err != nil {
@@ -257,8 +259,9 @@ func measure(ctx context.Context, c config, plane *controlplane.Plane, auditLog,
 	if err := w.settle(); err != nil {
 		return result{}, err
 	}
-	r.managerCPU = cpuTime(mgr) - cpuBefore
-	r.managerPeakRSS = peakRSS(mgr)
+	r.managerCPU = proc.CPUTime(mgr) - cpuBefore
+	r.apiserverCPU = proc.CPUTime(apiserver) - apiBefore
+	r.managerPeakRSS = proc.PeakRSS(mgr)
 	r.writesByVerbRes = w.byVerbRes
 	for user, n := range w.byUser {
 		switch user {
@@ -373,49 +376,15 @@ func fileSize(path string) int64 {
 	return fi.Size()
 }
 
-// cpuTime is a process's user+system CPU time from /proc (clock ticks of 10 ms).
-func cpuTime(p *os.Process) time.Duration {
-	if p == nil {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
-}
-
-// peakRSS is a process's high-water resident memory in bytes.
-func peakRSS(p *os.Process) int64 {
-	if p == nil {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 func report(c config, rs []result) {
 	fmt.Printf("\n%d jobs × %d workers, creating client at %.0f QPS/burst, manager at QPS %.0f, burst %.0f, %d reconciles at once\n\n", c.jobs, c.workers, c.qps, c.managerQPS, 2*c.managerQPS, c.managerReconciles)
-	fmt.Printf("%-8s %14s %14s %14s %14s %12s %12s\n", "path", "all pods", "client w/job", "kiln w/job", "others w/job", "manager CPU", "manager RSS")
+	fmt.Printf("%-8s %14s %14s %14s %14s %12s %12s %14s\n", "path", "all pods", "client w/job", "kiln w/job", "others w/job", "manager CPU", "manager RSS", "apiserver CPU")
 	byName := map[string]result{}
 	for _, r := range rs {
 		byName[r.name] = r
 		n := float64(c.jobs)
-		fmt.Printf("%-8s %14s %14.2f %14.2f %14.2f %12s %11.0fM\n", r.name, r.allPods.Round(time.Millisecond),
-			float64(r.clientWrites)/n, float64(r.managerWrites)/n, float64(r.otherWrites)/n, r.managerCPU, float64(r.managerPeakRSS)/(1<<20))
+		fmt.Printf("%-8s %14s %14.2f %14.2f %14.2f %12s %11.0fM %14s\n", r.name, r.allPods.Round(time.Millisecond),
+			float64(r.clientWrites)/n, float64(r.managerWrites)/n, float64(r.otherWrites)/n, r.managerCPU, float64(r.managerPeakRSS)/(1<<20), r.apiserverCPU)
 	}
 	d, k := byName["direct"], byName["kiln"]
 	if d.name != "" && k.name != "" {

@@ -3,9 +3,11 @@
 // at a given number of concurrent creates, on a real API server with the webhook configurations
 // of config/webhook installed as envtest installs them.
 //
-// Each round creates -creates TrainingJobs (defaulting and validating webhooks) and as many GPU
-// pods in a namespace labelled kiln.dev/inject=enabled (pod webhook), -concurrency at a time.
-// "off" rounds run with both webhook configurations deleted, "on" rounds with them restored.
+// Each round creates -creates TrainingJobs (defaulting and validating webhooks), as many GPU
+// pods in a namespace labelled kiln.dev/inject=enabled (pod webhook), and as many pods of a
+// Kiln workload, injected when rendered (the pod webhook's match condition skips them),
+// -concurrency at a time. "off" rounds run with both webhook configurations deleted, "on"
+// rounds with them restored, alternating -repeat times.
 // Run it with `make bench-webhook`.
 package main
 
@@ -46,13 +48,19 @@ import (
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/manager"
 	"kiln.dev/kiln/internal/webhook"
+	"kiln.dev/kiln/test/bench/proc"
 	"kiln.dev/kiln/test/framework"
 )
+
+// kinds of object created: TrainingJobs, pods of an opted-in namespace, and the pods of a
+// Kiln workload as the Job controller creates them from a template Kiln rendered and injected.
+var kinds = []string{"TrainingJob", "Pod", "KilnPod"}
 
 type config struct {
 	creates     int
 	concurrency []int
 	qps         float64
+	repeat      int
 }
 
 func main() {
@@ -60,6 +68,7 @@ func main() {
 	var conc string
 	flag.IntVar(&c.creates, "creates", 1000, "objects of each kind created per round")
 	flag.StringVar(&conc, "concurrency", "100,500", "concurrent creates, one pair of rounds (off, on) each")
+	flag.IntVar(&c.repeat, "repeat", 3, "pairs of rounds (off, on) per concurrency; ratios are of the medians")
 	flag.Float64Var(&c.qps, "qps", 5000, "client QPS and burst: high, so the client never limits")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
@@ -133,7 +142,13 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	wh := framework.WebhookOptions(plane)
-	server := crwebhook.NewServer(crwebhook.Options{Host: wh.Host, Port: wh.Port, CertDir: wh.CertDir, TLSOpts: []func(*tls.Config){webhook.HTTP1Only}})
+	// The API server keeps at most 25 idle connections per webhook host, so at higher
+	// concurrency it opens new ones: each is a TLS handshake, counted here.
+	var handshakes atomic.Int64
+	countHandshakes := func(c *tls.Config) {
+		c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { handshakes.Add(1); return nil, nil }
+	}
+	server := crwebhook.NewServer(crwebhook.Options{Host: wh.Host, Port: wh.Port, CertDir: wh.CertDir, TLSOpts: []func(*tls.Config){webhook.HTTP1Only, countHandshakes}})
 	if err := webhook.WarmCaches(ctx, mgr.GetCache()); err != nil {
 		return err
 	}
@@ -197,32 +212,45 @@ func run(ctx context.Context, c config) error {
 	}
 
 	fmt.Printf("client QPS %.0f, burst %.0f; %d TrainingJobs and %d pods per round\n", c.qps, c.qps, c.creates, c.creates)
-	fmt.Printf("%-5s %-5s %-12s %10s %10s %10s %10s %8s  %s\n", "conc", "hooks", "kind", "wall", "creates/s", "p50", "p99", "calls", "errors (timeouts)")
+	procs := proc.Children()
+	fmt.Println("CPU per create, in ms: the API server, etcd, and this process (the creating client and the webhook server)")
+	fmt.Printf("%-5s %-5s %-12s %10s %10s %10s %10s %8s %11s %9s %8s %8s  %s\n", "conc", "hooks", "kind", "wall", "creates/s", "p50", "p99", "calls", "handshakes",
+		"apiserver", "etcd", "bench", "errors (timeouts)")
 	var ratios []string
 	round := 0
 	for _, conc := range c.concurrency {
-		thr := map[bool]map[string]float64{}
-		for _, on := range []bool{false, true} {
+		thr := map[bool]map[string][]float64{false: {}, true: {}}
+		for rep := range c.repeat * 2 {
+			// off, on, off, on, ...: the machine's drift hits both alike.
+			on := rep%2 == 1
 			if err := setWebhooks(on); err != nil {
 				return err
 			}
 			// Configuration changes reach the API server's admission through an informer.
 			time.Sleep(2 * time.Second)
 			tm.take()
-			thr[on] = map[string]float64{}
-			for _, kind := range []string{"TrainingJob", "Pod"} {
+			for _, kind := range kinds {
 				round++
 				ns, err := namespaceFor(ctx, cl, kind, round)
 				if err != nil {
 					return err
 				}
+				cpu := func() [3]time.Duration {
+					return [3]time.Duration{proc.CPUTime(procs["kube-apiserver"]), proc.CPUTime(procs["etcd"]), proc.CPUTime(os.Getpid())}
+				}
+				cpuBefore, hsBefore := cpu(), handshakes.Load()
 				wall, errs, timeouts := createAll(ctx, cl, c.creates, conc, func(i int) client.Object { return object(kind, ns, i) })
 				rate := float64(c.creates-errs) / wall.Seconds()
-				thr[on][kind] = rate
+				thr[on][kind] = append(thr[on][kind], rate)
+				cpuAfter := cpu()
+				var perCreate [3]string
+				for i := range perCreate {
+					perCreate[i] = fmt.Sprintf("%.2f", float64((cpuAfter[i]-cpuBefore[i]).Microseconds())/1000/float64(c.creates))
+				}
 				calls := tm.take()
 				var all []time.Duration
 				for path, ds := range calls {
-					if (kind == "Pod") == (path == webhook.PodPath) {
+					if (kind != "TrainingJob") == (path == webhook.PodPath) {
 						all = append(all, ds...)
 					}
 				}
@@ -231,13 +259,14 @@ func run(ctx context.Context, c config) error {
 				if on {
 					hooks = "on"
 				}
-				fmt.Printf("%-5d %-5s %-12s %10s %10.0f %10s %10s %8d  %d (%d)\n", conc, hooks, kind, wall.Round(time.Millisecond), rate,
-					fmtDur(p50, len(all)), fmtDur(p99, len(all)), len(all), errs, timeouts)
+				fmt.Printf("%-5d %-5s %-12s %10s %10.0f %10s %10s %8d %11d %9s %8s %8s  %d (%d)\n", conc, hooks, kind, wall.Round(time.Millisecond), rate,
+					fmtDur(p50, len(all)), fmtDur(p99, len(all)), len(all), handshakes.Load()-hsBefore, perCreate[0], perCreate[1], perCreate[2], errs, timeouts)
 			}
 		}
-		for _, kind := range []string{"TrainingJob", "Pod"} {
-			ratios = append(ratios, fmt.Sprintf("concurrency %d, %s: throughput on/off %.2f (loss %.1f %%)",
-				conc, kind, thr[true][kind]/thr[false][kind], 100*(1-thr[true][kind]/thr[false][kind])))
+		for _, kind := range kinds {
+			on, off := median(thr[true][kind]), median(thr[false][kind])
+			ratios = append(ratios, fmt.Sprintf("concurrency %d, %s: median creates/s off %.0f, on %.0f: on/off %.2f (loss %.1f %%)",
+				conc, kind, off, on, on/off, 100*(1-on/off)))
 		}
 	}
 	fmt.Println(strings.Join(ratios, "\n"))
@@ -245,6 +274,12 @@ func run(ctx context.Context, c config) error {
 		fmt.Printf("load average at the end: %s", load)
 	}
 	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func fmtDur(d time.Duration, n int) string {
@@ -274,12 +309,18 @@ func object(kind, ns string, i int) client.Object {
 			},
 		}
 	}
-	return &corev1.Pod{
+	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "trainer:1", Resources: corev1.ResourceRequirements{
 			Limits: corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("1")},
 		}}}},
 	}
+	if kind == "KilnPod" {
+		tmpl := &corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{webhook.LabelManagedBy: "kiln"}}, Spec: pod.Spec}
+		webhook.InjectTemplate(tmpl, webhook.Injection{})
+		pod.Labels, pod.Annotations, pod.Spec = tmpl.Labels, tmpl.Annotations, tmpl.Spec
+	}
+	return pod
 }
 
 // createAll creates n objects, conc at a time, and returns the wall time, the errors and how

@@ -469,10 +469,17 @@ func TestWebhooksDown(t *testing.T) {
 	optedIn := namespace(t, c, map[string]string{webhook.LabelInject: webhook.InjectEnabled})
 	plain := namespace(t, c, nil)
 
-	err := c.Create(ctx, trainingJob(plain, "while-down", 0))
-	if err == nil || !strings.Contains(err.Error(), `failed calling webhook "mtrainingjobs.kiln.dev"`) {
-		t.Errorf("a TrainingJob with Kiln's webhooks down: %v, want a refusal naming Kiln's webhook", err)
+	// The defaulting webhook is asked only when it has a GPU resource to choose;
+	// either way the job is refused, naming the webhook that could not answer.
+	for gpus, hook := range map[int32]string{8: "mtrainingjobs.kiln.dev", 0: "vtrainingjobs.kiln.dev"} {
+		err := c.Create(ctx, trainingJob(plain, fmt.Sprintf("while-down-%d", gpus), gpus))
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("failed calling webhook %q", hook)) {
+			t.Errorf("a TrainingJob of %d GPUs with Kiln's webhooks down: %v, want a refusal naming %s", gpus, err, hook)
+		}
 	}
+
+	rendered := gpuPod(plain, map[string]string{webhook.LabelManagedBy: "kiln"})
+	rendered.Annotations = map[string]string{webhook.AnnotationInjected: ""}
 
 	for _, tc := range []struct {
 		name    string
@@ -482,6 +489,8 @@ func TestWebhooksDown(t *testing.T) {
 		{"a pod of an opted-in namespace starts without injection", gpuPod(optedIn, nil), false},
 		{"a pod of any other namespace is not concerned", gpuPod(plain, nil), false},
 		{"a Kiln workload's pod waits for the webhook", gpuPod(plain, map[string]string{webhook.LabelManagedBy: "kiln"}), true},
+		// Its match condition keeps the API server from calling the webhook at all.
+		{"a Kiln workload's pod injected when it was rendered is not concerned", rendered, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := c.Create(ctx, tc.pod)
@@ -494,7 +503,7 @@ func TestWebhooksDown(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, ok := tc.pod.Annotations[webhook.AnnotationInjected]; ok || gpuTolerated(tc.pod) {
+			if tc.pod.Annotations[webhook.AnnotationInjected] != "" || gpuTolerated(tc.pod) {
 				t.Errorf("pod was changed: %v %v", tc.pod.Annotations, tc.pod.Spec.Tolerations)
 			}
 		})
