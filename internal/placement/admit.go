@@ -182,7 +182,8 @@ func (c *Cluster) fitsWithout(p *Packer, claim []hold, pods []Pod) bool {
 func shortfall(r, free, alloc Resources) float64 {
 	return share(max(r.GPU-free.GPU, 0), alloc.GPU) +
 		share(max(r.MilliCPU-free.MilliCPU, 0), alloc.MilliCPU) +
-		share(max(r.Memory-free.Memory, 0), alloc.Memory)
+		share(max(r.Memory-free.Memory, 0), alloc.Memory) +
+		share(max(r.Pods-free.Pods, 0), alloc.Pods)
 }
 
 // refusal explains why pods could never run together on this cluster, even
@@ -277,13 +278,14 @@ func (c *Cluster) waitReason(pods []Pod) string {
 
 	// Is it GPUs that are short, or the CPU and memory beside them?
 	var block int64 // largest free amount of the scarce resource on one node
-	hostShort, perNode := false, int64(0)
+	hostShort, perNode, slots := false, int64(0), int64(0)
 	for n := range c.nodes {
 		node := &c.nodes[n]
 		if node.Unschedulable || !pods[big].admits(node) {
 			continue
 		}
 		free := c.free[n]
+		slots += max(free.Pods, 0)
 		if r.GPU > 0 {
 			block = max(block, free.GPU)
 			hostShort = hostShort || (free.GPU >= r.GPU && !r.within(free))
@@ -295,6 +297,8 @@ func (c *Cluster) waitReason(pods []Pod) string {
 	want := freeDescription(r, gpu, hostShort)
 	var short string
 	switch {
+	case slots < int64(len(pods))*r.Pods:
+		short = "every node it may use runs as many pods as it allows (its allocatable pods)"
 	case hostShort:
 		short = "the nodes with those GPUs free lack the CPU or memory"
 	case r.GPU > 0:

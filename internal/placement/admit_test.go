@@ -15,6 +15,13 @@ func gang(id string, priority int32, minute int, members ...Pod) Gang {
 	return Gang{ID: id, Priority: priority, Arrival: epoch.Add(time.Duration(minute) * time.Minute), Pods: members}
 }
 
+// slot is a CPU rank that requests nothing: only a pod slot.
+var slot = Pod{Requests: Resources{Pods: 1}}
+
+func slotNode(name string, maxPods int64) Node {
+	return Node{Name: name, Allocatable: Resources{MilliCPU: 16000, Memory: 64 << 30, Pods: maxPods}}
+}
+
 func TestAdmit(t *testing.T) {
 	h100 := gpuPod(8)
 	h100.NodeSelector = map[string]string{"pool": "h100"}
@@ -168,6 +175,26 @@ func TestAdmit(t *testing.T) {
 			want: []Decision{
 				{Gang: "big", State: Waiting, Reason: "needs 2 nodes with 8 free nvidia.com/gpu; largest free block is 7"},
 				{Gang: "small", State: Waiting, Reason: "waits behind big, which is first in line and has first claim on the free capacity this gang would use"},
+			},
+		},
+		{
+			// Pods that request nothing still take one of the node's pod slots.
+			name:  "request-less gangs stop at a node's pod limit",
+			nodes: []Node{slotNode("a", 10), slotNode("b", 10)},
+			queue: []Gang{gang("one", 0, 0, pods(6, slot)...), gang("two", 0, 1, pods(6, slot)...)},
+			want: []Decision{
+				{Gang: "one", State: Admitted, Nodes: []string{"a", "a", "a", "a", "a", "a"}},
+				{Gang: "two", State: Admitted, Nodes: []string{"b", "b", "b", "b", "b", "b"}},
+			},
+		},
+		{
+			name:  "and wait, saying so, when every node is full",
+			nodes: []Node{slotNode("a", 4)},
+			taken: []used{},
+			queue: []Gang{gang("one", 0, 0, pods(3, slot)...), gang("two", 0, 1, pods(3, slot)...)},
+			want: []Decision{
+				{Gang: "one", State: Admitted, Nodes: []string{"a", "a", "a"}},
+				{Gang: "two", State: Waiting, Reason: "needs room for 3 pods, the largest with no resources free; the free capacity holds 1 of them; every node it may use runs as many pods as it allows (its allocatable pods)"},
 			},
 		},
 	}

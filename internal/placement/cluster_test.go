@@ -112,12 +112,12 @@ func TestPodRequests(t *testing.T) {
 		{
 			name: "containers add up",
 			spec: corev1.PodSpec{Containers: []corev1.Container{{Resources: req("1", 1)}, {Resources: req("500m", 0)}}},
-			want: Resources{MilliCPU: 1500, GPU: 1},
+			want: Resources{MilliCPU: 1500, GPU: 1, Pods: 1},
 		},
 		{
 			name: "limits stand in for missing requests",
 			spec: corev1.PodSpec{Containers: []corev1.Container{{Resources: corev1.ResourceRequirements{Limits: list("2", "1Gi", 8)}}}},
-			want: Resources{MilliCPU: 2000, Memory: 1 << 30, GPU: 8},
+			want: Resources{MilliCPU: 2000, Memory: 1 << 30, GPU: 8, Pods: 1},
 		},
 		{
 			name: "a larger init step wins",
@@ -125,7 +125,7 @@ func TestPodRequests(t *testing.T) {
 				InitContainers: []corev1.Container{{Resources: req("4", 0)}},
 				Containers:     []corev1.Container{{Resources: req("1", 1)}},
 			},
-			want: Resources{MilliCPU: 4000, GPU: 1},
+			want: Resources{MilliCPU: 4000, GPU: 1, Pods: 1},
 		},
 		{
 			name: "sidecars run beside everything, and overhead is added",
@@ -134,7 +134,7 @@ func TestPodRequests(t *testing.T) {
 				Containers:     []corev1.Container{{Resources: req("1", 1)}},
 				Overhead:       corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")},
 			},
-			want: Resources{MilliCPU: 3250, GPU: 1},
+			want: Resources{MilliCPU: 3250, GPU: 1, Pods: 1},
 		},
 	}
 	for _, tc := range cases {

@@ -14,25 +14,33 @@ type Resources struct {
 	MilliCPU int64
 	Memory   int64 // bytes
 	GPU      int64 // whole devices of the cluster's GPU resource
+	// Pods are pod slots: 1 for a pod read from its spec, a node's allocatable
+	// "pods" (the kubelet's maxPods, 110 by default) for its capacity. Without
+	// them, pods that request little would be packed onto a node past its limit.
+	Pods int64
 }
 
+// unboundedPods is the pod capacity of a node that does not say (simulated
+// clusters, tests): pod slots never run out there.
+const unboundedPods = 1 << 40
+
 func (r Resources) add(o Resources) Resources {
-	return Resources{r.MilliCPU + o.MilliCPU, r.Memory + o.Memory, r.GPU + o.GPU}
+	return Resources{r.MilliCPU + o.MilliCPU, r.Memory + o.Memory, r.GPU + o.GPU, r.Pods + o.Pods}
 }
 
 func (r Resources) sub(o Resources) Resources {
-	return Resources{r.MilliCPU - o.MilliCPU, r.Memory - o.Memory, r.GPU - o.GPU}
+	return Resources{r.MilliCPU - o.MilliCPU, r.Memory - o.Memory, r.GPU - o.GPU, r.Pods - o.Pods}
 }
 
 // within reports whether r fits in free on every dimension.
 func (r Resources) within(free Resources) bool {
-	return r.MilliCPU <= free.MilliCPU && r.Memory <= free.Memory && r.GPU <= free.GPU
+	return r.MilliCPU <= free.MilliCPU && r.Memory <= free.Memory && r.GPU <= free.GPU && r.Pods <= free.Pods
 }
 
 // copies is how many requests r fit in free; a request of nothing fits without bound.
 func (r Resources) copies(free Resources) int64 {
 	n := int64(1 << 62)
-	for _, d := range [...][2]int64{{r.MilliCPU, free.MilliCPU}, {r.Memory, free.Memory}, {r.GPU, free.GPU}} {
+	for _, d := range [...][2]int64{{r.MilliCPU, free.MilliCPU}, {r.Memory, free.Memory}, {r.GPU, free.GPU}, {r.Pods, free.Pods}} {
 		if d[0] > 0 {
 			n = min(n, max(d[1], 0)/d[0])
 		}
@@ -141,9 +149,18 @@ func NodeFromCore(n *corev1.Node, gpuResource corev1.ResourceName) Node {
 		Name:          n.Name,
 		Labels:        n.Labels,
 		Taints:        n.Spec.Taints,
-		Allocatable:   fromList(n.Status.Allocatable, gpuResource),
+		Allocatable:   nodeCapacity(n.Status.Allocatable, gpuResource),
 		Unschedulable: n.Spec.Unschedulable,
 	}
+}
+
+func nodeCapacity(l corev1.ResourceList, gpuResource corev1.ResourceName) Resources {
+	r := fromList(l, gpuResource)
+	r.Pods = unboundedPods
+	if q, ok := l[corev1.ResourcePods]; ok {
+		r.Pods = q.Value()
+	}
+	return r
 }
 
 // PodFromSpec reads what a pod (or a pod template) requests and where it may run.
@@ -173,7 +190,9 @@ func PodRequests(spec *corev1.PodSpec, gpuResource corev1.ResourceName) Resource
 	for i := range spec.Containers {
 		sum = sum.add(containerRequests(&spec.Containers[i], gpuResource))
 	}
-	return maxOf(sum.add(sidecars), peak).add(fromList(spec.Overhead, gpuResource))
+	r := maxOf(sum.add(sidecars), peak).add(fromList(spec.Overhead, gpuResource))
+	r.Pods = 1
+	return r
 }
 
 func containerRequests(c *corev1.Container, gpuResource corev1.ResourceName) Resources {
@@ -202,5 +221,5 @@ func fromList(l corev1.ResourceList, gpuResource corev1.ResourceName) Resources 
 }
 
 func maxOf(a, b Resources) Resources {
-	return Resources{max(a.MilliCPU, b.MilliCPU), max(a.Memory, b.Memory), max(a.GPU, b.GPU)}
+	return Resources{max(a.MilliCPU, b.MilliCPU), max(a.Memory, b.Memory), max(a.GPU, b.GPU), max(a.Pods, b.Pods)}
 }

@@ -79,6 +79,8 @@ type result struct {
 	managerWrites   int
 	managerCPU      time.Duration
 	apiserverCPU    time.Duration
+	unbound         int    // pods without a node once writes settled
+	unboundWhy      string // the scheduler's message on one of them
 	managerPeakRSS  int64
 	writesByVerbRes map[string]int
 }
@@ -263,6 +265,22 @@ func measure(ctx context.Context, c config, plane *controlplane.Plane, auditLog,
 	r.apiserverCPU = proc.CPUTime(apiserver) - apiBefore
 	r.managerPeakRSS = proc.PeakRSS(mgr)
 	r.writesByVerbRes = w.byVerbRes
+	// Pods that exist but never got a node would make "all pods" a hollow figure.
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return result{}, err
+	}
+	for _, p := range pods.Items {
+		if p.Spec.NodeName != "" {
+			continue
+		}
+		r.unbound++
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodScheduled && r.unboundWhy == "" {
+				r.unboundWhy = p.Name + ": " + cond.Message
+			}
+		}
+	}
 	for user, n := range w.byUser {
 		switch user {
 		case "kiln-admin": // the benchmark's client; components have their own users
@@ -385,6 +403,11 @@ func report(c config, rs []result) {
 		n := float64(c.jobs)
 		fmt.Printf("%-8s %14s %14.2f %14.2f %14.2f %12s %11.0fM %14s\n", r.name, r.allPods.Round(time.Millisecond),
 			float64(r.clientWrites)/n, float64(r.managerWrites)/n, float64(r.otherWrites)/n, r.managerCPU, float64(r.managerPeakRSS)/(1<<20), r.apiserverCPU)
+	}
+	for _, r := range rs {
+		if r.unbound > 0 {
+			fmt.Printf("%s: %d pods were never bound to a node (%s)\n", r.name, r.unbound, r.unboundWhy)
+		}
 	}
 	d, k := byName["direct"], byName["kiln"]
 	if d.name != "" && k.name != "" {
