@@ -21,9 +21,9 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/controlplane"
-	"kiln.dev/kiln/internal/webhook"
 	"kiln.dev/kiln/internal/manager"
 	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/webhook"
 	"kiln.dev/kiln/test/framework"
 )
 
