@@ -20,6 +20,7 @@ func main() {
 	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8443", `address of the metrics endpoint; "0" turns it off`)
 	flag.BoolVar(&o.SecureMetrics, "metrics-secure", true, "serve metrics over HTTPS to callers authorised for GET /metrics")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	flag.StringVar(&o.PprofAddr, "pprof-bind-address", "0", `address of Go's profiles (/debug/pprof), for measuring; "0" turns them off`)
 	flag.BoolVar(&o.LeaderElection, "leader-elect", true, "take a lease so that only one replica acts at a time")
 	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the lease (default: the manager's own)")
 	flag.Func("kube-api-qps", "queries per second to the API server (default 50)", func(v string) error {

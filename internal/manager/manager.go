@@ -42,6 +42,8 @@ type Options struct {
 	SecureMetrics bool
 	// ProbeAddr serves /healthz and /readyz; "0" turns them off.
 	ProbeAddr string
+	// PprofAddr serves Go's profiles (/debug/pprof); "" or "0" turns them off.
+	PprofAddr string
 	// LeaderElection makes replicas take turns, so two managers never act on the same object.
 	LeaderElection bool
 	// LeaderElectionNamespace holds the lease; the manager's own namespace when empty.
@@ -106,6 +108,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Scheme:                  scheme,
 		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.ProbeAddr,
+		PprofBindAddress:        o.PprofAddr,
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        LeaderElectionID,
 		LeaderElectionNamespace: o.LeaderElectionNamespace,

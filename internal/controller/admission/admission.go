@@ -7,13 +7,16 @@
 // topology spread (see package render) puts one worker on each chosen node, so
 // the scheduler cannot scatter the gang, and no pod needs a write of its own.
 //
-// Nothing lives in memory between passes. A pass rebuilds the picture:
-// nodes and Kiln's pods from the manager's cache, other pods and the gangs
-// held read live, the gangs being the running Jobs with a placement
-// annotation, whether or not their pods exist yet. A held gang books its nodes
-// whether or not its pods are in the cache yet, so a cache a few pods behind
-// books nothing twice. A manager that dies before the patch leaves the Job
-// suspended and queued; after it, the Job is held and its pods are already
+// A pass rebuilds the picture: nodes, Kiln's Jobs and Kiln's pods from the
+// manager's cache, other pods read live. The gangs held are the running Jobs
+// with a placement annotation, whether or not their pods exist yet, so a cache
+// a few pods behind books nothing twice. The one thing a pass must not read
+// stale is its predecessors' own releases, or it could book their capacity
+// again: it first waits until the cache shows the generation each of them
+// wrote (and reads the Jobs live if the cache stays behind). That is all that
+// lives in memory between passes, and a restarted manager needs none of it,
+// as its cache starts fresh. A manager that dies before the patch leaves the
+// Job suspended and queued; after it, the Job is held and its pods are already
 // bound for their nodes. Either way nothing is booked twice or lost.
 //
 // Jobs of TrainingJobs with a queueName are left to Kueue.
@@ -21,10 +24,12 @@ package admission
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,17 +67,25 @@ const waitingRetry = 15 * time.Second
 // passWriters is how many of a pass's writes are in flight at once.
 const passWriters = 8
 
+// cacheWait bounds how long a pass waits for the cache to show the previous
+// passes' writes before it reads the Jobs live instead.
+const cacheWait = 2 * time.Second
+
 // Admitter runs admission passes.
 type Admitter struct {
 	// Client reads TrainingJobs, Nodes, Kiln's Pods and PriorityClasses from
 	// the cache and writes Jobs.
 	Client client.Client
-	// APIReader reads Jobs live, since a pass must see the placements the
-	// previous pass wrote or it could book their capacity again, and the pods
-	// of other workloads, which the cache does not hold.
+	// APIReader reads the pods of other workloads, which the cache does not
+	// hold, and Kiln's Jobs when the cache lags behind a pass's own writes.
 	APIReader client.Reader
 	// Recorder emits Events on TrainingJobs.
 	Recorder events.EventRecorder
+
+	mu sync.Mutex
+	// written are the generations the passes' releases and requeues wrote, by
+	// Job, until the cache shows them.
+	written map[types.NamespacedName]int64
 }
 
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;patch
@@ -260,7 +273,12 @@ func (a *Admitter) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, 
 // observe reads the cluster and sorts Kiln's Jobs into held and queued gangs.
 func (a *Admitter) observe(ctx context.Context) (*world, error) {
 	var jobs batchv1.JobList
-	if err := a.APIReader.List(ctx, &jobs, client.MatchingLabels{render.LabelManagedBy: render.ManagedBy}); err != nil {
+	jobReader := client.Reader(a.Client)
+	if !a.caughtUp(ctx) {
+		ctrl.LoggerFrom(ctx).V(1).Info("the cache does not show the last pass's writes yet; reading Jobs live")
+		jobReader = a.APIReader
+	}
+	if err := jobReader.List(ctx, &jobs, client.MatchingLabels{render.LabelManagedBy: render.ManagedBy}); err != nil {
 		return nil, fmt.Errorf("listing Jobs: %w", err)
 	}
 	pods, err := a.boundPods(ctx)
@@ -268,7 +286,7 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 		return nil, err
 	}
 	var nodes corev1.NodeList
-	if err := a.Client.List(ctx, &nodes); err != nil {
+	if err := a.Client.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing nodes: %w", err)
 	}
 	var tjs v1alpha1.TrainingJobList
@@ -327,7 +345,9 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 // since the cache keeps only Kiln's.
 func (a *Admitter) boundPods(ctx context.Context) ([]corev1.Pod, error) {
 	var kiln, others corev1.PodList
-	if err := a.Client.List(ctx, &kiln); err != nil {
+	// Read-only, so the cache's own copies do: a pass over thousands of pods
+	// need not copy each.
+	if err := a.Client.List(ctx, &kiln, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing Kiln's pods: %w", err)
 	}
 	notKiln, err := labels.NewRequirement(render.LabelManagedBy, selection.NotEquals, []string{render.ManagedBy})
@@ -455,47 +475,101 @@ func gangOf(held []*gang) func(*corev1.Pod) string {
 }
 
 // release records the placement and un-suspends the Job in one write, so the
-// Job is either queued or held, never in between. The optimistic lock makes a
-// pass working from an outdated Job fail rather than act on it.
+// Job is either queued or held, never in between.
 //
-// The Job controller writes the status of a Job just created (its Suspended
-// condition), which changes its resourceVersion but nothing the pass decided
-// on. So after a conflict the Job is read again and, if its spec is the one
-// the pass saw and it is still queued, released from the fresh copy.
+// The write is a JSON patch whose tests the API server checks against the
+// stored Job: its generation is the one the pass decided on, and it is still
+// suspended. So a pass working from an outdated Job fails rather than acts on
+// it, while a status write in between (the Job controller's Suspended
+// condition on a new Job) costs neither a conflict nor a retry.
 func (a *Admitter) release(ctx context.Context, g *gang, nodes []string) error {
-	const attempts = 3
-	for i := 1; ; i++ {
-		err := a.patchRelease(ctx, g.job, nodes)
-		if err == nil || !apierrors.IsConflict(err) || i == attempts {
-			if err != nil {
-				return fmt.Errorf("releasing Job %s: %w", g.id(), err)
-			}
-			ctrl.LoggerFrom(ctx).Info("admitted gang", "job", g.id(), "nodes", nodes)
-			return nil
-		}
-		fresh := &batchv1.Job{}
-		if err := a.APIReader.Get(ctx, client.ObjectKeyFromObject(g.job), fresh); err != nil {
-			return fmt.Errorf("releasing Job %s: %w", g.id(), err)
-		}
-		if fresh.Generation != g.job.Generation || !suspended(fresh) || fresh.Annotations[v1alpha1.AnnotationPlacement] != "" {
-			return fmt.Errorf("releasing Job %s: it changed since this pass read it; the next pass decides again", g.id())
-		}
-		g.job = fresh
+	job := g.job.DeepCopy()
+	spec := job.Spec.Template.Spec.DeepCopy()
+	placeOn(spec, nodes)
+	ops := []jsonPatchOp{
+		{Op: "test", Path: "/metadata/generation", Value: job.Generation},
+		{Op: "test", Path: "/spec/suspend", Value: true},
 	}
+	if job.Annotations == nil {
+		ops = append(ops, jsonPatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{}})
+	}
+	ops = append(ops, jsonPatchOp{Op: "add", Path: annotationPath(v1alpha1.AnnotationPlacement), Value: placement.EncodePlacement(nodes)})
+	for _, k := range []string{v1alpha1.AnnotationAdmission, v1alpha1.AnnotationAdmissionMessage} {
+		if _, ok := job.Annotations[k]; ok {
+			ops = append(ops, jsonPatchOp{Op: "remove", Path: annotationPath(k)})
+		}
+	}
+	ops = append(ops,
+		jsonPatchOp{Op: "add", Path: "/spec/template/spec/affinity", Value: spec.Affinity},
+		jsonPatchOp{Op: "replace", Path: "/spec/suspend", Value: false},
+	)
+	data, err := json.Marshal(ops)
+	if err != nil {
+		return err
+	}
+	err = a.Client.Patch(ctx, job, client.RawPatch(types.JSONPatchType, data))
+	switch {
+	case apierrors.IsInvalid(err):
+		return fmt.Errorf("releasing Job %s: it changed since this pass read it; the next pass decides again (%w)", g.id(), err)
+	case err != nil:
+		return fmt.Errorf("releasing Job %s: %w", g.id(), err)
+	}
+	a.wrote(job)
+	ctrl.LoggerFrom(ctx).Info("admitted gang", "job", g.id(), "nodes", nodes)
+	return nil
 }
 
-func (a *Admitter) patchRelease(ctx context.Context, job *batchv1.Job, nodes []string) error {
-	before := job.DeepCopy()
-	job = job.DeepCopy()
-	if job.Annotations == nil {
-		job.Annotations = map[string]string{}
+// jsonPatchOp is one operation of a JSON patch (RFC 6902).
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// annotationPath is the JSON pointer of an annotation: "/" in its key becomes "~1".
+func annotationPath(key string) string {
+	return "/metadata/annotations/" + strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
+}
+
+// wrote remembers the generation a release or requeue gave a Job (the patch
+// response's), which the next pass waits to see in the cache.
+func (a *Admitter) wrote(job *batchv1.Job) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.written == nil {
+		a.written = map[types.NamespacedName]int64{}
 	}
-	job.Annotations[v1alpha1.AnnotationPlacement] = placement.EncodePlacement(nodes)
-	placeOn(&job.Spec.Template.Spec, nodes)
-	delete(job.Annotations, v1alpha1.AnnotationAdmission)
-	delete(job.Annotations, v1alpha1.AnnotationAdmissionMessage)
-	job.Spec.Suspend = ptr.To(false)
-	return a.Client.Patch(ctx, job, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	a.written[client.ObjectKeyFromObject(job)] = job.Generation
+}
+
+// caughtUp waits, up to cacheWait, until the cache shows every generation the
+// earlier passes wrote (or the Job is gone), and reports whether it does.
+// Generations only grow, so a Job changed again since is caught up too.
+func (a *Admitter) caughtUp(ctx context.Context) bool {
+	deadline := time.Now().Add(cacheWait)
+	for {
+		a.mu.Lock()
+		for key, generation := range a.written {
+			job := &batchv1.Job{}
+			err := a.Client.Get(ctx, key, job)
+			if apierrors.IsNotFound(err) || (err == nil && job.Generation >= generation) {
+				delete(a.written, key)
+			}
+		}
+		behind := len(a.written)
+		a.mu.Unlock()
+		if behind == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // record writes why a gang waits or is refused onto its Job, where the
@@ -528,6 +602,7 @@ func (a *Admitter) requeue(ctx context.Context, l lostGang) error {
 	if err := a.Client.Patch(ctx, job, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("returning Job %s to the queue: %w", l.id(), err)
 	}
+	a.wrote(job)
 	ctrl.LoggerFrom(ctx).Info("returned gang to the queue", "job", l.id(), "reason", l.why)
 	a.Recorder.Eventf(l.tj, job, corev1.EventTypeWarning, "PlacementLost", "Requeue",
 		"%s; Job %s returns to the admission queue", l.why, job.Name)

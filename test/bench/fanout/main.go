@@ -11,13 +11,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -42,6 +45,8 @@ import (
 )
 
 type config struct {
+	profile              string
+	runs                 int
 	jobs, workers, nodes int
 	qps, managerQPS      float64
 	managerReconciles    int
@@ -57,8 +62,10 @@ func main() {
 	flag.Float64Var(&c.qps, "qps", 50, "client QPS (and burst) of the benchmark's creating client, the same for both paths")
 	flag.Float64Var(&c.managerQPS, "manager-qps", 50, "kiln-manager's --kube-api-qps (burst twice that)")
 	flag.IntVar(&c.managerReconciles, "manager-reconciles", 4, "kiln-manager's --max-concurrent-reconciles")
-	flag.StringVar(&c.order, "order", "direct,kiln", "order of the paths; the later one runs on a cluster holding the earlier one's pods")
+	flag.StringVar(&c.order, "order", "direct,kiln", "order of the paths, each on a plane of its own")
+	flag.IntVar(&c.runs, "runs", 1, "runs of both paths; with more than one, the median ratio is printed too")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "give up on a path after this long")
+	flag.StringVar(&c.profile, "apiserver-profile", "", "write a CPU profile of the API server over each path's first 10 s to DIR/apiserver-PATH.pprof")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard()) // the benchmark's own client logs nothing worth reading
 	// Interrupted, it still stops the plane: etcd and the API server would otherwise outlive it.
@@ -90,11 +97,11 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(os.Stderr, "planes and logs in %s\n", dir)
 	policy := filepath.Join(dir, "audit-policy.yaml")
 	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
 		return err
 	}
-	auditLog := filepath.Join(dir, "audit.log")
 	tools, err := framework.Tools(ctx, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 	if err != nil {
 		return err
@@ -103,6 +110,39 @@ func run(ctx context.Context, c config) error {
 	if out, err := exec.Command("go", "build", "-o", mgrBin, "./cmd/kiln-manager").CombinedOutput(); err != nil {
 		return fmt.Errorf("building kiln-manager: %v\n%s", err, out)
 	}
+	var ratios, extras []float64
+	for i := range c.runs {
+		var results []result
+		for _, path := range strings.Split(c.order, ",") {
+			// Each path on a plane of its own: the later one would otherwise run on a
+			// cluster already holding the earlier one's pods, and pay for them.
+			pathDir := filepath.Join(dir, fmt.Sprintf("%s-%d", path, i+1))
+			r, err := onFreshPlane(ctx, c, tools, pathDir, policy, func(plane *controlplane.Plane, auditLog string) (result, error) {
+				switch path {
+				case "direct":
+					return direct(ctx, c, plane, auditLog)
+				case "kiln":
+					return kiln(ctx, c, plane, auditLog, mgrBin, pathDir)
+				}
+				return result{}, fmt.Errorf("unknown path %q in -order", path)
+			})
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
+		}
+		ratio, extra := report(c, i+1, results)
+		ratios, extras = append(ratios, ratio), append(extras, extra)
+	}
+	if c.runs > 1 {
+		fmt.Printf("\nover %d runs: kiln/direct time until all pods exist, median %.2f× (%s); Kiln's writes per job beyond the direct client's, median %+.2f\n",
+			c.runs, median(ratios), formatAll(ratios), median(extras))
+	}
+	return nil
+}
+
+func onFreshPlane(ctx context.Context, c config, tools map[string]string, dir, policy string, measure func(*controlplane.Plane, string) (result, error)) (result, error) {
+	auditLog := filepath.Join(dir, "audit.log")
 	plane, err := controlplane.Start(ctx, controlplane.Options{
 		Tools: tools, Dir: filepath.Join(dir, "plane"), CRDPaths: framework.CRDPaths(), Out: os.Stderr,
 		Pools:      []controlplane.NodePool{{Name: "cpu", Count: c.nodes, MaxPods: 1000}},
@@ -111,29 +151,24 @@ func run(ctx context.Context, c config) error {
 		APIServerFlags: map[string]string{"audit-policy-file": policy, "audit-log-path": auditLog, "audit-log-mode": "blocking", "audit-log-maxsize": "100000"},
 	})
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer plane.Stop()
-	fmt.Fprintf(os.Stderr, "plane and logs in %s\n", dir)
+	return measure(plane, auditLog)
+}
 
-	var results []result
-	for _, path := range strings.Split(c.order, ",") {
-		var r result
-		switch path {
-		case "direct":
-			r, err = direct(ctx, c, plane, auditLog)
-		case "kiln":
-			r, err = kiln(ctx, c, plane, auditLog, mgrBin, dir)
-		default:
-			err = fmt.Errorf("unknown path %q in -order", path)
-		}
-		if err != nil {
-			return err
-		}
-		results = append(results, r)
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func formatAll(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.2f", x)
 	}
-	report(c, results)
-	return nil
+	return strings.Join(parts, ", ")
 }
 
 // The audit log records who wrote what; reads are left out to keep it small.
@@ -206,7 +241,7 @@ func kiln(ctx context.Context, c config, plane *controlplane.Plane, auditLog, mg
 	defer logf.Close()
 	mgr := exec.Command(mgrBin, "--kubeconfig", kcPath, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0", "--webhooks=false",
 		fmt.Sprintf("--kube-api-qps=%g", c.managerQPS), fmt.Sprintf("--kube-api-burst=%d", int(2*c.managerQPS)),
-		fmt.Sprintf("--max-concurrent-reconciles=%d", c.managerReconciles))
+		fmt.Sprintf("--max-concurrent-reconciles=%d", c.managerReconciles), "--pprof-bind-address="+managerPprof)
 	mgr.Stdout, mgr.Stderr = logf, logf
 	if err := mgr.Start(); err != nil {
 		return result{}, err
@@ -232,13 +267,30 @@ func measure(ctx context.Context, c config, plane *controlplane.Plane, auditLog,
 	w := &writes{path: auditLog, ns: ns, offset: fileSize(auditLog), byUser: map[string]int{}, byVerbRes: map[string]int{}}
 	apiserver := proc.Children()["kube-apiserver"]
 	cpuBefore, apiBefore := proc.CPUTime(mgr), proc.CPUTime(apiserver)
+	cs, err := kubernetes.NewForConfig(plane.Config)
+	if err != nil {
+		return result{}, err
+	}
+	profiled := make(chan error, 1)
+	if c.profile != "" {
+		go func() {
+			manager := make(chan error, 1)
+			go func() {
+				if mgr == 0 {
+					manager <- nil
+					return
+				}
+				manager <- profileManager(ctx, filepath.Join(c.profile, "manager.pprof"))
+			}()
+			api := profileAPIServer(ctx, cs, filepath.Join(c.profile, "apiserver-"+name+".pprof"))
+			profiled <- errors.Join(api, <-manager)
+		}()
+	} else {
+		profiled <- nil
+	}
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "%s: creating %d objects at %.0f QPS\n", name, len(objs), c.qps)
 	if err := createAll(ctx, cl, objs); err != nil {
-		return result{}, err
-	}
-	cs, err := kubernetes.NewForConfig(plane.Config)
-	if err != nil {
 		return result{}, err
 	}
 	want := c.jobs * c.workers
@@ -259,6 +311,9 @@ func measure(ctx context.Context, c config, plane *controlplane.Plane, auditLog,
 	r := result{name: name, allPods: time.Since(start)}
 	fmt.Fprintf(os.Stderr, "%s: all %d pods exist after %s; letting writes settle\n", name, want, r.allPods.Round(time.Millisecond))
 	if err := w.settle(); err != nil {
+		return result{}, err
+	}
+	if err := <-profiled; err != nil {
 		return result{}, err
 	}
 	r.managerCPU = proc.CPUTime(mgr) - cpuBefore
@@ -386,6 +441,36 @@ func (w *writes) settle() error {
 	return nil
 }
 
+// profileAPIServer writes the API server's CPU profile of the next 10 s (its /debug/pprof).
+func profileAPIServer(ctx context.Context, cs kubernetes.Interface, path string) error {
+	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "10").DoRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("profiling the API server: %w", err)
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+// managerPprof is where the benchmark's kiln-manager serves its profiles.
+const managerPprof = "127.0.0.1:18089"
+
+// profileManager writes kiln-manager's CPU profile of the next 10 s.
+func profileManager(ctx context.Context, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+managerPprof+"/debug/pprof/profile?seconds=10", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("profiling kiln-manager: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
 func fileSize(path string) int64 {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -394,8 +479,10 @@ func fileSize(path string) int64 {
 	return fi.Size()
 }
 
-func report(c config, rs []result) {
-	fmt.Printf("\n%d jobs × %d workers, creating client at %.0f QPS/burst, manager at QPS %.0f, burst %.0f, %d reconciles at once\n\n", c.jobs, c.workers, c.qps, c.managerQPS, 2*c.managerQPS, c.managerReconciles)
+// report prints one run and returns its time ratio and Kiln's writes per job beyond the
+// direct client's.
+func report(c config, run int, rs []result) (float64, float64) {
+	fmt.Printf("\nrun %d: %d jobs × %d workers, creating client at %.0f QPS/burst, manager at QPS %.0f, burst %.0f, %d reconciles at once\n\n", run, c.jobs, c.workers, c.qps, c.managerQPS, 2*c.managerQPS, c.managerReconciles)
 	fmt.Printf("%-8s %14s %14s %14s %14s %12s %12s %14s\n", "path", "all pods", "client w/job", "kiln w/job", "others w/job", "manager CPU", "manager RSS", "apiserver CPU")
 	byName := map[string]result{}
 	for _, r := range rs {
@@ -410,10 +497,14 @@ func report(c config, rs []result) {
 		}
 	}
 	d, k := byName["direct"], byName["kiln"]
+	var ratio, extra float64
 	if d.name != "" && k.name != "" {
-		extra := float64(k.clientWrites+k.managerWrites+k.otherWrites-d.clientWrites-d.managerWrites-d.otherWrites) / float64(c.jobs)
-		fmt.Printf("\nkiln/direct time until all pods exist: %.2f×   API writes per job beyond the direct path: %+.2f\n",
-			k.allPods.Seconds()/d.allPods.Seconds(), extra)
+		n := float64(c.jobs)
+		ratio = k.allPods.Seconds() / d.allPods.Seconds()
+		extra = float64(k.clientWrites+k.managerWrites-d.clientWrites) / n
+		cluster := float64(k.clientWrites+k.managerWrites+k.otherWrites-d.clientWrites-d.managerWrites-d.otherWrites) / n
+		fmt.Printf("\nkiln/direct time until all pods exist: %.2f×   Kiln's writes per job beyond the direct client's: %+.2f (whole cluster: %+.2f)\n",
+			ratio, extra, cluster)
 	}
 	for _, r := range rs {
 		fmt.Printf("\nwrites of the %s path (per job):\n", r.name)
@@ -426,4 +517,5 @@ func report(c config, rs []result) {
 			fmt.Printf("  %-60s %8.2f\n", k, float64(r.writesByVerbRes[k])/float64(c.jobs))
 		}
 	}
+	return ratio, extra
 }
