@@ -79,11 +79,15 @@ const (
 	LabelAttempt     = "kiln.dev/attempt"
 )
 
-// Gang admission without Kueue. Every attempt's Job is created suspended, its
-// pods gated; Kiln writes the placement and un-suspends the Job in one patch,
-// then pins each pod to its index's node as it lifts the gate. The cluster
-// holds all of it, so a restarted manager resumes from these.
+// Gang admission without Kueue. Every attempt's Job is created suspended; Kiln
+// writes the placement, narrows the pod template's node affinity to it and
+// un-suspends the Job in one patch. The cluster holds all of it, so a restarted
+// manager resumes from these.
 const (
+	// AnnotationShape on a Job is the shape it was rendered for (a ShapeStatus
+	// in JSON): the TrainingJob's status records it with the first news about
+	// the Job rather than in a write of its own.
+	AnnotationShape = "kiln.dev/shape"
 	// AnnotationPlacement on a Job lists the node of each completion index,
 	// comma-separated, once Kiln admitted it: "a100-0,a100-1".
 	AnnotationPlacement = "kiln.dev/placement"

@@ -2,6 +2,7 @@ package trainingjob
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -29,6 +30,16 @@ import (
 // shape fits, having said why in the Admitted condition.
 func (r *Reconciler) chooseShape(ctx context.Context, tj *v1alpha1.TrainingJob) (bool, error) {
 	if tj.Status.Shape != nil {
+		return true, nil
+	}
+	// The first attempt's Job may exist already, with the shape it was made for.
+	job := &batchv1.Job{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: tj.Namespace, Name: render.JobName(tj.Name, tj.Status.Attempt)}, job)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("reading the Job: %w", err)
+	}
+	if s := shapeOfJob(job); err == nil && s != nil {
+		tj.Status.Shape = s
 		return true, nil
 	}
 	// Only nodes the pods may land on count, or a job pinned to a pool of 4-GPU
@@ -78,6 +89,15 @@ func formatSelector(sel map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
+// shapeOfJob is the shape a Job was rendered for, nil if it does not say.
+func shapeOfJob(job *batchv1.Job) *v1alpha1.ShapeStatus {
+	s := &v1alpha1.ShapeStatus{}
+	if json.Unmarshal([]byte(job.Annotations[v1alpha1.AnnotationShape]), s) != nil || s.Nodes == 0 {
+		return nil
+	}
+	return s
+}
+
 func shapeOf(s *v1alpha1.ShapeStatus) placement.Shape {
 	return placement.Shape{
 		Nodes:            s.Nodes,
@@ -118,6 +138,11 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 	if r.Inject != nil {
 		r.Inject(&objs.Job.Spec.Template)
 	}
+	shape, err := json.Marshal(tj.Status.Shape)
+	if err != nil {
+		return nil, err
+	}
+	metav1.SetMetaDataAnnotation(&objs.Job.ObjectMeta, v1alpha1.AnnotationShape, string(shape))
 	// Every attempt starts suspended, so no worker starts before all of them
 	// fit: Kiln's admission releases the Job (see package admission), or
 	// Kueue's when the job names a queue.
@@ -126,6 +151,10 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 		if err := r.createIfAbsent(ctx, obj); err != nil {
 			return nil, err
 		}
+	}
+	// The Job that exists is the one that runs: its shape is the one to record.
+	if s := shapeOfJob(objs.Job); s != nil {
+		tj.Status.Shape = s
 	}
 	return objs.Job, nil
 }
@@ -141,7 +170,12 @@ func (r *Reconciler) createIfAbsent(ctx context.Context, obj client.Object) erro
 	err = r.Client.Create(ctx, obj)
 	switch {
 	case apierrors.IsAlreadyExists(err):
-		// The cache had not seen it yet; the stored one is the same rendering.
+		// The cache had not seen it yet. The stored one is the same rendering, but
+		// perhaps for a shape chosen before nodes changed: read it, so what is
+		// recorded is what exists.
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return fmt.Errorf("reading %s %s: %w", kind, obj.GetName(), err)
+		}
 		return nil
 	case err != nil:
 		return fmt.Errorf("creating %s %s: %w", kind, obj.GetName(), err)
