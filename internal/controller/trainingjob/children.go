@@ -170,11 +170,13 @@ func (r *Reconciler) createIfAbsent(ctx context.Context, obj client.Object) erro
 	err = r.Client.Create(ctx, obj)
 	switch {
 	case apierrors.IsAlreadyExists(err):
-		// The cache had not seen it yet. The stored one is the same rendering, but
-		// perhaps for a shape chosen before nodes changed: read it, so what is
-		// recorded is what exists.
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-			return fmt.Errorf("reading %s %s: %w", kind, obj.GetName(), err)
+		// The cache had not seen it yet; the stored one is the same rendering.
+		// A Job's may be for a shape chosen before nodes changed: it is read, so
+		// the shape recorded is the one that runs.
+		if job, ok := obj.(*batchv1.Job); ok {
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
+				return fmt.Errorf("reading Job %s: %w", job.Name, err)
+			}
 		}
 		return nil
 	case err != nil:

@@ -65,14 +65,14 @@ type Reconciler struct {
 }
 
 // Verbs are exactly those the controller uses; the cached client needs list and
-// watch, never get.
+// watch, and get is for a Job whose create raced the cache.
 //
 // +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=list;watch;delete
 // +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs/status,verbs=patch
 // Owner references that block owner deletion need update on the owner's finalizers
 // where the OwnerReferencesPermissionEnforcement admission plugin is on.
 // +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs/finalizers,verbs=update
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims;secrets,verbs=list;watch;create
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch

@@ -154,22 +154,12 @@ func onFreshPlane(ctx context.Context, c config, tools map[string]string, dir, p
 		return result{}, err
 	}
 	defer plane.Stop()
-	quiet(proc.Children()["kube-apiserver"])
+	// A fresh plane's controllers sync and its nodes register for a while, which
+	// would slow whichever path runs first.
+	proc.Quiet(proc.Children()["kube-apiserver"], 0.15, 30*time.Second)
 	return measure(plane, auditLog)
 }
 
-// quiet waits (up to 30 s) until the API server of a fresh plane has settled: for a
-// while after start its controllers sync and its nodes register, which would slow
-// whichever path runs first.
-func quiet(apiserver int) {
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		before := proc.CPUTime(apiserver)
-		time.Sleep(time.Second)
-		if proc.CPUTime(apiserver)-before < 150*time.Millisecond {
-			return
-		}
-	}
-}
 
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)

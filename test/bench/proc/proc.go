@@ -65,3 +65,15 @@ func statFields(pid int) []string {
 	s := string(b)
 	return strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 }
+
+// Quiet waits, up to limit, until a process used at most share of a core over a second, so
+// a benchmark's round starts on a settled API server, not on the previous round's tail.
+func Quiet(pid int, share float64, limit time.Duration) {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); {
+		before := CPUTime(pid)
+		time.Sleep(time.Second)
+		if CPUTime(pid)-before <= time.Duration(share*float64(time.Second)) {
+			return
+		}
+	}
+}

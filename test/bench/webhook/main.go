@@ -238,6 +238,7 @@ func run(ctx context.Context, c config) error {
 				cpu := func() [3]time.Duration {
 					return [3]time.Duration{proc.CPUTime(procs["kube-apiserver"]), proc.CPUTime(procs["etcd"]), proc.CPUTime(os.Getpid())}
 				}
+				proc.Quiet(procs["kube-apiserver"], 0.1, 10*time.Second)
 				cpuBefore, hsBefore := cpu(), handshakes.Load()
 				wall, errs, timeouts := createAll(ctx, cl, c.creates, conc, func(i int) client.Object { return object(kind, ns, i) })
 				rate := float64(c.creates-errs) / wall.Seconds()
