@@ -141,3 +141,28 @@ func TestRecordTransitions(t *testing.T) {
 		})
 	}
 }
+
+// The first reconcile of a TrainingJob writes no status that only says what its new Job says.
+func TestOnlyTheNewJob(t *testing.T) {
+	shape := &v1alpha1.ShapeStatus{Nodes: 2, ProcessesPerNode: 4, GPUsPerNode: 4, Summary: "2x4"}
+	newJob := v1alpha1.TrainingJobStatus{Shape: shape, JobName: "j-0", ObservedGeneration: 1, State: v1alpha1.StatePending}
+	withCondition := *newJob.DeepCopy()
+	withCondition.Conditions = []metav1.Condition{cond(v1alpha1.TrainingJobSuspended, metav1.ConditionTrue, v1alpha1.ReasonSuspendedBySpec)}
+	tests := []struct {
+		name          string
+		before, after v1alpha1.TrainingJobStatus
+		want          bool
+	}{
+		{name: "the shape and name of the Job just made", after: newJob, want: true},
+		{name: "and something to tell besides", after: withCondition, want: false},
+		{name: "the shape was recorded before", before: v1alpha1.TrainingJobStatus{Shape: shape}, after: newJob, want: false},
+		{name: "no shape chosen", after: v1alpha1.TrainingJobStatus{ObservedGeneration: 1}, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := onlyTheNewJob(&tt.before, &tt.after); got != tt.want {
+				t.Errorf("onlyTheNewJob = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
