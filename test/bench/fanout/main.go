@@ -160,7 +160,6 @@ func onFreshPlane(ctx context.Context, c config, tools map[string]string, dir, p
 	return measure(plane, auditLog)
 }
 
-
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
