@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -20,6 +21,9 @@ import (
 // cluster turns the kubeconfig flags into clients, the same way kubectl does.
 type cluster struct {
 	flags *genericclioptions.ConfigFlags
+	// warnings receives the API server's warnings (admission's advice among them),
+	// one "Warning: ..." line each, as kubectl prints them; nil drops them.
+	warnings io.Writer
 }
 
 func (c cluster) restConfig() (*rest.Config, error) {
@@ -29,6 +33,10 @@ func (c cluster) restConfig() (*rest.Config, error) {
 	}
 	// A CLI makes a handful of calls; kubectl's defaults keep it polite to the API server.
 	cfg.QPS, cfg.Burst = 50, 100
+	cfg.WarningHandler = rest.NoWarnings{}
+	if c.warnings != nil {
+		cfg.WarningHandler = rest.NewWarningWriter(c.warnings, rest.WarningWriterOptions{Deduplicate: true})
+	}
 	return cfg, nil
 }
 

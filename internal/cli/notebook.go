@@ -191,13 +191,6 @@ func (o *NotebookCreateOptions) Run(ctx context.Context) error {
 		return err
 	}
 	if o.DryRun == "none" && o.OutputFormat == "" {
-		// The warnings admission would give, from the nodes as they are now.
-		var nodes corev1.NodeList
-		if err := c.List(ctx, &nodes); err == nil {
-			for _, w := range validation.NotebookWarnings(o.nb, nodes.Items) {
-				fmt.Fprintf(o.streams.ErrOut, "Warning: %s\n", w)
-			}
-		}
 		fmt.Fprint(o.streams.ErrOut, openHint(o.nb.Name, o.nb.Namespace))
 	}
 	return nil

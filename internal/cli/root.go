@@ -31,7 +31,7 @@ Start a local Kiln with simulated GPU nodes, then train on 8 GPUs:
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	flags.AddFlags(root.PersistentFlags())
-	c := cluster{flags: flags}
+	c := cluster{flags: flags, warnings: streams.ErrOut}
 	root.AddCommand(
 		newTrainCommand(c, streams), newSweepCommand(c, streams), newGetCommand(c, streams), newStatusCommand(c, streams),
 		newLogsCommand(c, streams), newExportCommand(c, streams), newDeleteCommand(c, streams),

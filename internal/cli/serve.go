@@ -216,12 +216,9 @@ func (o *ServeOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	errs, warnings := validation.ValidateModelTrainingJobs(o.ms, jobs)
-	if len(errs) > 0 {
+	// Its warnings come from the API server, which prints them with the create.
+	if errs, _ := validation.ValidateModelTrainingJobs(o.ms, jobs); len(errs) > 0 {
 		return fmt.Errorf("invalid ModelServer: %v", errs.ToAggregate())
-	}
-	for _, w := range warnings {
-		fmt.Fprintln(o.streams.ErrOut, "Warning:", w)
 	}
 	if err := createObject(ctx, c, o.ms, "modelserver.kiln.dev", o.DryRun, o.OutputFormat, o.streams.Out); err != nil {
 		return err

@@ -44,6 +44,13 @@ func TestCLITrainStatusExportDelete(t *testing.T) {
 		}
 	}
 
+	// The API server's warnings, admission's advice among them, reach the user once each.
+	out, err = kiln("train", "two-nodes", "--gpus", "16", "--framework", "pytorch", "--image", "registry.example/resnet:1",
+		"--dry-run=server", "--", "python", "train.py")
+	if err != nil || strings.Count(out, "Warning: ") != 1 || !strings.Contains(out, "runs on 2 nodes without checkpoints") {
+		t.Errorf("train of 16 GPUs without checkpoints: %v; want one warning about checkpoints:\n%s", err, out)
+	}
+
 	out, err = kiln("get", "-o", "wide")
 	if err != nil || !strings.Contains(out, "cli-job") || !strings.Contains(out, "1x8") || !strings.Contains(out, "Succeeded") {
 		t.Errorf("get -o wide: %v\n%s", err, out)
