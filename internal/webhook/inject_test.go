@@ -2,15 +2,18 @@ package webhook
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 )
 
 // InjectCases are the golden cases in testdata/inject, shared with the CLI test
@@ -141,6 +144,56 @@ func TestInjectTemplateMarksTheTemplate(t *testing.T) {
 			got, ok := tmpl.Annotations[AnnotationInjected]
 			if !ok || got != tc.want {
 				t.Errorf("annotation %q (present %v), want %q", got, ok, tc.want)
+			}
+		})
+	}
+}
+
+// The webhook's patch, applied to the pod as the API server sends it, makes the pod Inject
+// makes: for every golden case, and for pods with and without annotations and mounts.
+func TestInjectionPatchMakesTheInjectedPod(t *testing.T) {
+	in, err := LoadInjection("testdata/inject/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range injectCases(t) {
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata/inject", name+".yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, doc := range strings.Split(string(data), "\n---\n") {
+				pod := &corev1.Pod{}
+				if err := yaml.Unmarshal([]byte(doc), pod); err != nil {
+					t.Fatal(err)
+				}
+				before := pod.DeepCopy()
+				if len(Inject(pod, in)) == 0 {
+					continue
+				}
+				original, err := json.Marshal(before)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ops, err := json.Marshal(injectionPatch(before, pod))
+				if err != nil {
+					t.Fatal(err)
+				}
+				patch, err := jsonpatch.DecodePatch(ops)
+				if err != nil {
+					t.Fatal(err)
+				}
+				patched, err := patch.Apply(original)
+				if err != nil {
+					t.Fatalf("applying %s: %v", ops, err)
+				}
+				got := &corev1.Pod{}
+				if err := json.Unmarshal(patched, got); err != nil {
+					t.Fatal(err)
+				}
+				if d := cmp.Diff(pod, got); d != "" {
+					t.Errorf("pod %s: the patch makes another pod than Inject (-inject +patch):\n%s", pod.Name, d)
+				}
 			}
 		})
 	}
