@@ -19,16 +19,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/validation"
@@ -79,42 +74,17 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// jobBatch is how long a Job's status changes gather before its TrainingJob
-// looks: the Job controller itself reports pods' progress once a second, and a
-// gang starting reports several changes in a row (released, active, ready),
-// each of which would otherwise be a status write of its own.
-const jobBatch = time.Second
-
 // SetupWithManager registers the controller; changes to any child wake its TrainingJob.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.TrainingJob{}).
-		Watches(&batchv1.Job{}, handler.TypedFuncs[client.Object, reconcile.Request]{
-			CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueueOwner(e.Object, q, 0)
-			},
-			UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueueOwner(e.ObjectNew, q, jobBatch)
-			},
-			DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-				enqueueOwner(e.Object, q, 0)
-			},
-		}).
+		Owns(&batchv1.Job{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.PersistentVolumeClaim{}).
 		Owns(&corev1.Secret{}).
 		Owns(&corev1.ConfigMap{}).
 		Named("trainingjob").
 		Complete(r)
-}
-
-// enqueueOwner wakes the TrainingJob that controls obj, after delay.
-func enqueueOwner(obj client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request], delay time.Duration) {
-	ref := metav1.GetControllerOf(obj)
-	if ref == nil || ref.Kind != "TrainingJob" || ref.APIVersion != v1alpha1.GroupVersion.String() {
-		return
-	}
-	q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: ref.Name}}, delay)
 }
 
 // Reconcile runs the steps against a copy of the TrainingJob and writes the status
