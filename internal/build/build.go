@@ -284,30 +284,37 @@ func layerMediaType(img v1.Image) types.MediaType {
 // configure sets what the image runs: entrypoint (clearing the base's command, which would
 // otherwise become its arguments), working directory, environment and a non-root user.
 func configure(img v1.Image, p Project, plat v1.Platform) (v1.Image, error) {
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("reading the image config: %w", err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant = plat.OS, plat.Architecture, plat.Variant
-	c := &cf.Config
-	c.Entrypoint = p.Entrypoint
-	c.Cmd = nil
-	c.WorkingDir = AppDir
-	c.Env = mergeEnv(c.Env, languageEnv(p.Language))
-	switch c.User {
-	case "", "root", "0", "0:0", "root:root":
-		c.User = NonRootUser
-	}
-	if c.Labels == nil {
-		c.Labels = map[string]string{}
-	}
-	c.Labels["dev.kiln.build.language"] = p.Language
-	out, err := mutate.ConfigFile(img, cf)
+	out, err := EditConfig(img, func(cf *v1.ConfigFile) {
+		cf.OS, cf.Architecture, cf.Variant = plat.OS, plat.Architecture, plat.Variant
+		c := &cf.Config
+		c.Entrypoint = p.Entrypoint
+		c.Cmd = nil
+		c.WorkingDir = AppDir
+		c.Env = mergeEnv(c.Env, languageEnv(p.Language))
+		switch c.User {
+		case "", "root", "0", "0:0", "root:root":
+			c.User = NonRootUser
+		}
+		if c.Labels == nil {
+			c.Labels = map[string]string{}
+		}
+		c.Labels["dev.kiln.build.language"] = p.Language
+	})
 	if err != nil {
 		return nil, fmt.Errorf("writing the image config: %w", err)
 	}
 	return out, nil
+}
+
+// EditConfig returns img with its config file changed by edit, which works on a copy.
+func EditConfig(img v1.Image, edit func(*v1.ConfigFile)) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	edit(cf)
+	return mutate.ConfigFile(img, cf)
 }
 
 func languageEnv(language string) []string {

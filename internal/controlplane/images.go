@@ -96,15 +96,11 @@ func (b BinaryImage) image(bin []byte) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Entrypoint = append([]string{"/" + base}, b.Args...)
-	cf.Config.User = b.User
-	return mutate.ConfigFile(img, cf)
+	return build.EditConfig(img, func(cf *v1.ConfigFile) {
+		cf.OS, cf.Architecture = "linux", runtime.GOARCH
+		cf.Config.Entrypoint = append([]string{"/" + base}, b.Args...)
+		cf.Config.User = b.User
+	})
 }
 
 // PushImage writes img to the registry at registryAddr (plain HTTP on this machine) as

@@ -308,22 +308,18 @@ func baseImage(layer v1.Layer, base Base) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.Architecture, cf.OS = "amd64", "linux"
-	cf.Created = v1.Time{Time: Epoch}
-	cf.Config.Env = []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"LANG=C.UTF-8",
-		// Logs reach `kubectl logs` (and Kiln's metrics reader) as they are printed.
-		"PYTHONUNBUFFERED=1",
-	}
-	cf.Config.Cmd = []string{"python3"}
-	cf.Config.Labels = map[string]string{"dev.kiln.base": base.Name + "-" + base.Key()}
-	return mutate.ConfigFile(img, cf)
+	return build.EditConfig(img, func(cf *v1.ConfigFile) {
+		cf.Architecture, cf.OS = "amd64", "linux"
+		cf.Created = v1.Time{Time: Epoch}
+		cf.Config.Env = []string{
+			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"LANG=C.UTF-8",
+			// Logs reach `kubectl logs` (and Kiln's metrics reader) as they are printed.
+			"PYTHONUNBUFFERED=1",
+		}
+		cf.Config.Cmd = []string{"python3"}
+		cf.Config.Labels = map[string]string{"dev.kiln.base": base.Name + "-" + base.Key()}
+	})
 }
 
 // AddDir returns img with the folder src added under dest as one more layer, owned by root
@@ -363,13 +359,7 @@ func AddDir(img v1.Image, src, dest string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.Config.WorkingDir = dest
-	return mutate.ConfigFile(img, cf)
+	return build.EditConfig(img, func(cf *v1.ConfigFile) { cf.Config.WorkingDir = dest })
 }
 
 // Push writes img to ref (a registry over plain HTTP, as the local one is) and returns the
