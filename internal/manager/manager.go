@@ -136,12 +136,21 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	admitter := &admission.Admitter{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("kiln-admission"),
+	}
+	if err := admitter.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up gang admission: %w", err)
+	}
 	err = (&trainingjob.Reconciler{
 		Client:     mgr.GetClient(),
 		APIReader:  mgr.GetAPIReader(),
 		Logs:       pods,
 		FetchImage: o.FetchImage,
 		Inject:     func(t *corev1.PodTemplateSpec) { webhook.InjectTemplate(t, o.Webhooks.Injection) },
+		PlaceNew:   admitter.PlaceNew,
 		Recorder:   mgr.GetEventRecorder("kiln-trainingjob"),
 		Clock:      clock.RealClock{},
 		Policy:     o.Policy,
@@ -173,14 +182,6 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the ModelServer controller: %w", err)
-	}
-	err = (&admission.Admitter{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("kiln-admission"),
-	}).SetupWithManager(mgr)
-	if err != nil {
-		return nil, fmt.Errorf("setting up gang admission: %w", err)
 	}
 	if o.Webhooks.Enabled && o.Push.Enabled {
 		if o.Webhooks.Extra, err = addPush(mgr, o.Push); err != nil {

@@ -81,6 +81,17 @@ func (e *env) addNode(name string, gpus int64) {
 // TrainingJob controller does: rendered and suspended.
 func (e *env) gang(name string, pods, gpusEach int32) *batchv1.Job {
 	e.t.Helper()
+	_, job := e.render(name, pods, gpusEach)
+	if err := e.c.Create(context.Background(), job); err != nil {
+		e.t.Fatal(err)
+	}
+	return job
+}
+
+// render creates a TrainingJob and renders its first attempt's Job, suspended,
+// without creating it.
+func (e *env) render(name string, pods, gpusEach int32) (*v1alpha1.TrainingJob, *batchv1.Job) {
+	e.t.Helper()
 	ctx := context.Background()
 	tj := &v1alpha1.TrainingJob{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
@@ -98,10 +109,7 @@ func (e *env) gang(name string, pods, gpusEach int32) *batchv1.Job {
 		e.t.Fatal(err)
 	}
 	objs.Job.Spec.Suspend = ptr.To(true)
-	if err := e.c.Create(ctx, objs.Job); err != nil {
-		e.t.Fatal(err)
-	}
-	return objs.Job
+	return tj, objs.Job
 }
 
 // pass runs one admission pass as a freshly started manager would: a new
@@ -277,5 +285,53 @@ func TestAdmissionStateLivesInTheCluster(t *testing.T) {
 	}
 	if ev := <-rec.Events; !strings.Contains(ev, "NodeLost") || !strings.Contains(ev, "n-1") {
 		t.Errorf("event %q does not say which node was lost", ev)
+	}
+}
+
+// A Job admitted as the TrainingJob controller creates it is held like one a
+// pass released: no later gang is given its node, by the same manager or by
+// one started afresh.
+func TestAdmittedAtCreationIsHeld(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.addNode("created-0", 8)
+	e.addNode("created-1", 8)
+	a := &admission.Admitter{Client: e.c, APIReader: e.c, Recorder: events.NewFakeRecorder(10)}
+	pass := func() {
+		t.Helper()
+		if _, err := a.Reconcile(ctx, ctrl.Request{}); err != nil {
+			t.Fatalf("admission pass: %v", err)
+		}
+	}
+
+	tj, job := e.render("x", 1, 8)
+	if a.PlaceNew(job, tj) != nil {
+		t.Fatal("a manager that has not run a pass admitted a Job at creation")
+	}
+	pass() // draws the picture
+	done := a.PlaceNew(job, tj)
+	if done == nil {
+		t.Fatal("a Job that fits an idle cluster was not admitted at creation")
+	}
+	err := e.c.Create(ctx, job)
+	done(err == nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := e.wantReleased("x-a0", "created-0")
+	if x.Generation != 1 {
+		t.Errorf("x-a0 has generation %d; want 1, created released with no write after", x.Generation)
+	}
+
+	// y needs both nodes: it waits, in this manager and in a new one.
+	e.gang("y", 2, 8)
+	pass()
+	e.wantHeld("y-a0", placement.Waiting, "only 1 has that")
+	e.pass()
+	e.wantHeld("y-a0", placement.Waiting, "only 1 has that")
+	// And while it waits, a Job that would fit is not admitted at creation: it queues behind y.
+	tj, job = e.render("z", 1, 8)
+	if a.PlaceNew(job, tj) != nil {
+		t.Error("a new Job was admitted at creation ahead of a waiting gang")
 	}
 }

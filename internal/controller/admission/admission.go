@@ -19,6 +19,11 @@
 // Job suspended and queued; after it, the Job is held and its pods are already
 // bound for their nodes. Either way nothing is booked twice or lost.
 //
+// A new attempt's Job need not wait for a pass: while nothing waits in the
+// queue, the last pass's picture (a few seconds old at most) admits it as the
+// TrainingJob controller creates it, and the Job is created released (see
+// PlaceNew).
+//
 // Jobs of TrainingJobs with a queueName are left to Kueue.
 package admission
 
@@ -71,6 +76,11 @@ const passWriters = 8
 // passes' writes before it reads the Jobs live instead.
 const cacheWait = 2 * time.Second
 
+// pictureTTL is how long a pass's picture of the free capacity admits new Jobs
+// as they are created. What it cannot see is pods of other workloads started
+// since; every Kiln Job created starts a pass, which draws it anew.
+const pictureTTL = 5 * time.Second
+
 // Admitter runs admission passes.
 type Admitter struct {
 	// Client reads TrainingJobs, Nodes, Kiln's Pods and PriorityClasses from
@@ -83,9 +93,29 @@ type Admitter struct {
 	Recorder events.EventRecorder
 
 	mu sync.Mutex
-	// written are the generations the passes' releases and requeues wrote, by
-	// Job, until the cache shows them.
-	written map[types.NamespacedName]int64
+	// written are the generations the passes' releases and requeues wrote,
+	// and the Jobs created released, until the cache shows them.
+	written map[types.NamespacedName]written
+	// latest is the last pass's picture, holding what it and PlaceNew admitted
+	// since; nil while a pass runs, and when gangs wait, so that no new gang
+	// passes them.
+	latest *picture
+	// creating counts the Jobs PlaceNew admitted whose create has not
+	// returned: a pass waits for them, so it sees each one or knows it failed.
+	creating sync.WaitGroup
+}
+
+type written struct {
+	generation int64
+	// created Jobs are awaited even while the cache does not have them at all.
+	created bool
+}
+
+// picture is the capacity one GPU resource's pass saw, with its decisions.
+type picture struct {
+	gpu     corev1.ResourceName
+	cluster *placement.Cluster
+	at      time.Time
 }
 
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;patch
@@ -202,6 +232,11 @@ type lostGang struct {
 // Reconcile runs one admission pass.
 func (a *Admitter) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
+	a.mu.Lock()
+	last := a.latest
+	a.latest = nil
+	a.mu.Unlock()
+	a.creating.Wait()
 	w, err := a.observe(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -216,8 +251,17 @@ func (a *Admitter) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, 
 	held, waiting := w.held, false
 	// One pass per GPU resource in the queue, each counting its own kind of
 	// GPU; gangs admitted by one count, with their CPU and memory, in the next.
-	for _, gpu := range gpuResources(w.queued) {
-		c, err := w.snapshot(gpu, held).Cluster()
+	// With none queued, the picture is drawn anew for new Jobs to come.
+	resources := gpuResources(w.queued)
+	if len(resources) == 0 {
+		resources = []corev1.ResourceName{v1alpha1.DefaultGPUResource}
+		if last != nil {
+			resources[0] = last.gpu
+		}
+	}
+	var c *placement.Cluster
+	for _, gpu := range resources {
+		c, err = w.snapshot(gpu, held).Cluster()
 		if err != nil {
 			// Pods on nodes not seen yet, say: they are left out, as those nodes are.
 			log.V(1).Info("capacity picture is partial", "reason", err.Error())
@@ -267,19 +311,70 @@ func (a *Admitter) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, 
 	if waiting {
 		return ctrl.Result{RequeueAfter: waitingRetry}, nil
 	}
+	// The last resource's picture counts every gang admitted in this pass.
+	a.mu.Lock()
+	a.latest = &picture{gpu: resources[len(resources)-1], cluster: c, at: time.Now()}
+	a.mu.Unlock()
 	return ctrl.Result{}, nil
+}
+
+// PlaceNew admits a new attempt's Job as the TrainingJob controller creates
+// it, when the last pass left nothing waiting, its picture is at most
+// pictureTTL old and has room for the whole gang: job is then released onto
+// the chosen nodes exactly as a pass would release it, and the caller must
+// call done with whether it created the Job. Otherwise it returns nil and job
+// stays suspended, for the pass its creation starts. Either way the gang is
+// decided as the queue's only member, which it is: nothing waits.
+//
+// This saves a new Job its release patch and the wait for a pass.
+func (a *Admitter) PlaceNew(job *batchv1.Job, tj *v1alpha1.TrainingJob) (done func(created bool)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.latest
+	if p == nil || gpuResource(tj) != p.gpu || time.Since(p.at) > pictureTTL {
+		return nil
+	}
+	g := &gang{job: job, tj: tj, gpu: p.gpu}
+	d := placement.Admit(p.cluster, []placement.Gang{{ID: g.id(), Arrival: tj.CreationTimestamp.Time, Pods: g.pods(p.gpu)}}, nil)[0]
+	if d.State != placement.Admitted {
+		// It goes to the queue, and no gang created after it may pass it.
+		a.latest = nil
+		return nil
+	}
+	placeOn(&job.Spec.Template.Spec, d.Nodes)
+	metav1.SetMetaDataAnnotation(&job.ObjectMeta, v1alpha1.AnnotationPlacement, placement.EncodePlacement(d.Nodes))
+	job.Spec.Suspend = ptr.To(false)
+	key := client.ObjectKeyFromObject(job)
+	a.expect(key, written{generation: 1, created: true})
+	a.creating.Add(1)
+	return func(created bool) {
+		a.mu.Lock()
+		if !created {
+			p.cluster.Release(g.id())
+			delete(a.written, key)
+		}
+		a.mu.Unlock()
+		a.creating.Done()
+	}
 }
 
 // observe reads the cluster and sorts Kiln's Jobs into held and queued gangs.
 func (a *Admitter) observe(ctx context.Context) (*world, error) {
 	var jobs batchv1.JobList
 	jobReader := client.Reader(a.Client)
-	if !a.caughtUp(ctx) {
+	live := !a.caughtUp(ctx)
+	if live {
 		ctrl.LoggerFrom(ctx).V(1).Info("the cache does not show the last pass's writes yet; reading Jobs live")
 		jobReader = a.APIReader
 	}
 	if err := jobReader.List(ctx, &jobs, client.MatchingLabels{render.LabelManagedBy: render.ManagedBy}); err != nil {
 		return nil, fmt.Errorf("listing Jobs: %w", err)
+	}
+	if live {
+		// What was written is read: a Job created and deleted since is awaited no longer.
+		a.mu.Lock()
+		clear(a.written)
+		a.mu.Unlock()
 	}
 	pods, err := a.boundPods(ctx)
 	if err != nil {
@@ -514,7 +609,9 @@ func (a *Admitter) release(ctx context.Context, g *gang, nodes []string) error {
 	case err != nil:
 		return fmt.Errorf("releasing Job %s: %w", g.id(), err)
 	}
-	a.wrote(job)
+	a.mu.Lock()
+	a.expect(client.ObjectKeyFromObject(job), written{generation: job.Generation})
+	a.mu.Unlock()
 	ctrl.LoggerFrom(ctx).Info("admitted gang", "job", g.id(), "nodes", nodes)
 	return nil
 }
@@ -531,28 +628,28 @@ func annotationPath(key string) string {
 	return "/metadata/annotations/" + strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
 }
 
-// wrote remembers the generation a release or requeue gave a Job (the patch
-// response's), which the next pass waits to see in the cache.
-func (a *Admitter) wrote(job *batchv1.Job) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+// expect remembers a Job the next pass waits to see in the cache: the
+// generation a release or requeue gave it (the patch response's), or its
+// creation. The caller holds a.mu.
+func (a *Admitter) expect(key types.NamespacedName, w written) {
 	if a.written == nil {
-		a.written = map[types.NamespacedName]int64{}
+		a.written = map[types.NamespacedName]written{}
 	}
-	a.written[client.ObjectKeyFromObject(job)] = job.Generation
+	a.written[key] = w
 }
 
 // caughtUp waits, up to cacheWait, until the cache shows every generation the
-// earlier passes wrote (or the Job is gone), and reports whether it does.
-// Generations only grow, so a Job changed again since is caught up too.
+// earlier passes wrote (or the Job is gone) and every Job created released,
+// and reports whether it does. Generations only grow, so a Job changed again
+// since is caught up too.
 func (a *Admitter) caughtUp(ctx context.Context) bool {
 	deadline := time.Now().Add(cacheWait)
 	for {
 		a.mu.Lock()
-		for key, generation := range a.written {
+		for key, w := range a.written {
 			job := &batchv1.Job{}
 			err := a.Client.Get(ctx, key, job)
-			if apierrors.IsNotFound(err) || (err == nil && job.Generation >= generation) {
+			if (apierrors.IsNotFound(err) && !w.created) || (err == nil && job.Generation >= w.generation) {
 				delete(a.written, key)
 			}
 		}
@@ -602,7 +699,9 @@ func (a *Admitter) requeue(ctx context.Context, l lostGang) error {
 	if err := a.Client.Patch(ctx, job, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("returning Job %s to the queue: %w", l.id(), err)
 	}
-	a.wrote(job)
+	a.mu.Lock()
+	a.expect(client.ObjectKeyFromObject(job), written{generation: job.Generation})
+	a.mu.Unlock()
 	ctrl.LoggerFrom(ctx).Info("returned gang to the queue", "job", l.id(), "reason", l.why)
 	a.Recorder.Eventf(l.tj, job, corev1.EventTypeWarning, "PlacementLost", "Requeue",
 		"%s; Job %s returns to the admission queue", l.why, job.Name)

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	batchv1 "k8s.io/api/batch/v1"
@@ -10,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
 )
@@ -185,4 +188,72 @@ func TestOwnNodeOnlyForGPURanks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A new Job is admitted as it is created only against a fresh picture in which
+// nothing waits, and each admission holds its capacity until its create fails.
+func TestPlaceNew(t *testing.T) {
+	gpus := func(n int64) corev1.ResourceList {
+		return corev1.ResourceList{v1alpha1.DefaultGPUResource: *resource.NewQuantity(n, resource.DecimalSI)}
+	}
+	node := func(name string) corev1.Node {
+		return corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{Allocatable: gpus(8)}}
+	}
+	newJob := func(name string) (*batchv1.Job, *v1alpha1.TrainingJob) {
+		spec := corev1.PodSpec{Containers: []corev1.Container{{Resources: corev1.ResourceRequirements{Requests: gpus(8), Limits: gpus(8)}}}}
+		return &batchv1.Job{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name + "-a0"},
+			Spec:       batchv1.JobSpec{Suspend: ptr.To(true), Completions: ptr.To[int32](1), Template: corev1.PodTemplateSpec{Spec: spec}},
+		}, &v1alpha1.TrainingJob{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}
+	}
+	w := &world{nodes: []corev1.Node{node("n-0"), node("n-1")}}
+	c, err := w.snapshot(v1alpha1.DefaultGPUResource, nil).Cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Admitter{}
+	type step struct {
+		job     string
+		created bool   // passed to done
+		want    string // the placement, "" for left suspended
+	}
+	place := func(s step) {
+		t.Helper()
+		job, tj := newJob(s.job)
+		done := a.PlaceNew(job, tj)
+		got := job.Annotations[v1alpha1.AnnotationPlacement]
+		if got != s.want || (done != nil) != (s.want != "") || ptr.Deref(job.Spec.Suspend, false) != (s.want == "") {
+			t.Fatalf("%s: placement %q, suspend %v, done %v; want placement %q", s.job, got, *job.Spec.Suspend, done != nil, s.want)
+		}
+		if done == nil {
+			return
+		}
+		if _, ok := a.written[client.ObjectKeyFromObject(job)]; !ok {
+			t.Fatalf("%s: the next pass would not wait for its create", s.job)
+		}
+		done(s.created)
+		if _, ok := a.written[client.ObjectKeyFromObject(job)]; ok != s.created {
+			t.Fatalf("%s: awaited %v after done(%v)", s.job, ok, s.created)
+		}
+	}
+
+	place(step{job: "before-any-pass"})
+	a.latest = &picture{gpu: v1alpha1.DefaultGPUResource, cluster: c, at: time.Now().Add(-2 * pictureTTL)}
+	place(step{job: "stale-picture"})
+	a.latest = &picture{gpu: "amd.com/gpu", cluster: c, at: time.Now()}
+	place(step{job: "other-gpu-kind"})
+	a.latest = &picture{gpu: v1alpha1.DefaultGPUResource, cluster: c, at: time.Now()}
+	for _, s := range []step{
+		{job: "a", created: true, want: "n-0"},
+		{job: "b", created: false, want: "n-1"}, // its create failed: n-1 is free again
+		{job: "c", created: true, want: "n-1"},
+		{job: "d"}, // waits for a pass
+		{job: "e"}, // and nothing passes it, not even on a node freed since
+	} {
+		if s.job == "e" {
+			c.Release("ns/a-a0")
+		}
+		place(s)
+	}
+	a.creating.Wait() // every done was called
 }

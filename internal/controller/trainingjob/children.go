@@ -145,11 +145,20 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 	metav1.SetMetaDataAnnotation(&objs.Job.ObjectMeta, v1alpha1.AnnotationShape, string(shape))
 	// Every attempt starts suspended, so no worker starts before all of them
 	// fit: Kiln's admission releases the Job (see package admission), or
-	// Kueue's when the job names a queue.
+	// Kueue's when the job names a queue. Kiln's may release it at once, as
+	// it is created.
 	objs.Job.Spec.Suspend = ptr.To(true)
+	jobCreated := false
+	if done := r.placeNew(ctx, tj, objs.Job); done != nil {
+		defer func() { done(jobCreated) }()
+	}
 	for _, obj := range objs.List() {
-		if err := r.createIfAbsent(ctx, obj); err != nil {
+		created, err := r.createIfAbsent(ctx, obj)
+		if err != nil {
 			return nil, err
+		}
+		if obj == client.Object(objs.Job) {
+			jobCreated = created
 		}
 	}
 	// The Job that exists is the one that runs: its shape is the one to record.
@@ -159,31 +168,43 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 	return objs.Job, nil
 }
 
+// placeNew asks admission to release a Job not created yet as it is created;
+// see Reconciler.PlaceNew.
+func (r *Reconciler) placeNew(ctx context.Context, tj *v1alpha1.TrainingJob, job *batchv1.Job) (done func(created bool)) {
+	if r.PlaceNew == nil || tj.Spec.QueueName != "" || ptr.Deref(tj.Spec.Suspend, false) {
+		return nil
+	}
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(job), &batchv1.Job{}); !apierrors.IsNotFound(err) {
+		return nil
+	}
+	return r.PlaceNew(job, tj)
+}
+
 // createIfAbsent leaves obj holding the stored object: the cached one when it
-// exists, else the one just created.
-func (r *Reconciler) createIfAbsent(ctx context.Context, obj client.Object) error {
+// exists, else the one just created; it reports whether it created it.
+func (r *Reconciler) createIfAbsent(ctx context.Context, obj client.Object) (bool, error) {
 	kind := obj.GetObjectKind().GroupVersionKind().Kind
 	err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
 	if !apierrors.IsNotFound(err) {
-		return err
+		return false, err
 	}
 	err = r.Client.Create(ctx, obj)
 	switch {
 	case apierrors.IsAlreadyExists(err):
 		// The cache had not seen it yet; the stored one is the same rendering.
-		// A Job's may be for a shape chosen before nodes changed: it is read, so
-		// the shape recorded is the one that runs.
+		// A Job's may be for a shape chosen before nodes changed, or still
+		// suspended: it is read, so what is recorded is what runs.
 		if job, ok := obj.(*batchv1.Job); ok {
 			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
-				return fmt.Errorf("reading Job %s: %w", job.Name, err)
+				return false, fmt.Errorf("reading Job %s: %w", job.Name, err)
 			}
 		}
-		return nil
+		return false, nil
 	case err != nil:
-		return fmt.Errorf("creating %s %s: %w", kind, obj.GetName(), err)
+		return false, fmt.Errorf("creating %s %s: %w", kind, obj.GetName(), err)
 	}
 	ctrl.LoggerFrom(ctx).Info("created", "kind", kind, "object", obj.GetName())
-	return nil
+	return true, nil
 }
 
 // deleteEarlierAttempts removes the Jobs, Services and hostfiles of attempts

@@ -49,6 +49,10 @@ type Reconciler struct {
 	// workers are created complete and the API server skips the webhook for each
 	// of them; nil leaves the pods to the webhook.
 	Inject func(*corev1.PodTemplateSpec)
+	// PlaceNew, when set, may admit a new attempt's gang as its Job is created,
+	// releasing the Job before it is stored (admission.Admitter.PlaceNew); done
+	// is then called with whether the Job was created.
+	PlaceNew func(job *batchv1.Job, tj *v1alpha1.TrainingJob) (done func(created bool))
 	// Logs reads rank 0's log when a gang fails, for the last checkpoint it
 	// reported; nil skips that.
 	Logs kubernetes.Interface
