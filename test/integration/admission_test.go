@@ -289,8 +289,9 @@ func TestAdmissionStateLivesInTheCluster(t *testing.T) {
 }
 
 // A Job admitted as the TrainingJob controller creates it is held like one a
-// pass released: no later gang is given its node, by the same manager or by
-// one started afresh.
+// pass released, from the moment it is admitted: no later gang is given its
+// node, whether a pass runs before the Job is stored, after, or in a manager
+// started afresh.
 func TestAdmittedAtCreationIsHeld(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -304,34 +305,33 @@ func TestAdmittedAtCreationIsHeld(t *testing.T) {
 		}
 	}
 
-	tj, job := e.render("x", 1, 8)
-	if a.PlaceNew(job, tj) != nil {
-		t.Fatal("a manager that has not run a pass admitted a Job at creation")
-	}
 	pass() // draws the picture
+	tj, job := e.render("x", 1, 8)
 	done := a.PlaceNew(job, tj)
-	if done == nil {
+	if ptr.Deref(job.Spec.Suspend, true) {
 		t.Fatal("a Job that fits an idle cluster was not admitted at creation")
 	}
-	err := e.c.Create(ctx, job)
-	done(err == nil)
-	if err != nil {
+	// y needs both nodes: it waits, even for a pass that runs before x is stored.
+	e.gang("y", 2, 8)
+	pass()
+	e.wantHeld("y-a0", placement.Waiting, "only 1 has that")
+	if err := e.c.Create(ctx, job); err != nil {
 		t.Fatal(err)
 	}
+	done(true)
 	x := e.wantReleased("x-a0", "created-0")
 	if x.Generation != 1 {
 		t.Errorf("x-a0 has generation %d; want 1, created released with no write after", x.Generation)
 	}
-
-	// y needs both nodes: it waits, in this manager and in a new one.
-	e.gang("y", 2, 8)
 	pass()
 	e.wantHeld("y-a0", placement.Waiting, "only 1 has that")
 	e.pass()
 	e.wantHeld("y-a0", placement.Waiting, "only 1 has that")
-	// And while it waits, a Job that would fit is not admitted at creation: it queues behind y.
+
+	// While y waits, a Job that would fit is not admitted at creation: it queues behind y.
 	tj, job = e.render("z", 1, 8)
-	if a.PlaceNew(job, tj) != nil {
+	a.PlaceNew(job, tj)(false)
+	if !ptr.Deref(job.Spec.Suspend, false) {
 		t.Error("a new Job was admitted at creation ahead of a waiting gang")
 	}
 }

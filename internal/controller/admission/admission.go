@@ -32,6 +32,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,22 +94,24 @@ type Admitter struct {
 	Recorder events.EventRecorder
 
 	mu sync.Mutex
-	// written are the generations the passes' releases and requeues wrote,
-	// and the Jobs created released, until the cache shows them.
-	written map[types.NamespacedName]written
+	// written are the generations the passes' releases and requeues wrote, by
+	// Job, until the cache shows them.
+	written map[types.NamespacedName]int64
+	// fresh are the new Jobs PlaceNew decided on, until a pass lists them.
+	fresh map[types.NamespacedName]*freshJob
 	// latest is the last pass's picture, holding what it and PlaceNew admitted
-	// since; nil while a pass runs, and when gangs wait, so that no new gang
-	// passes them.
+	// since. It is nil while a pass decides, and while gangs wait, so that no
+	// new gang passes them.
 	latest *picture
-	// creating counts the Jobs PlaceNew admitted whose create has not
-	// returned: a pass waits for them, so it sees each one or knows it failed.
-	creating sync.WaitGroup
 }
 
-type written struct {
-	generation int64
-	// created Jobs are awaited even while the cache does not have them at all.
-	created bool
+// freshJob is a new Job as PlaceNew decided on it.
+type freshJob struct {
+	// g.nodes is its placement when admitted, nil when left to a pass. g.job
+	// is a copy from before the create, so it has no UID.
+	g *gang
+	// created is when its create returned; zero while it is in flight.
+	created time.Time
 }
 
 // picture is the capacity one GPU resource's pass saw, with its decisions.
@@ -155,12 +158,17 @@ func kilnOnly() predicate.Predicate {
 	})
 }
 
+// jobChanged leaves out Jobs created released: admitted at creation, they
+// are already in the picture (see PlaceNew).
 func jobChanged() predicate.Predicate {
-	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-		o, n := e.ObjectOld.(*batchv1.Job), e.ObjectNew.(*batchv1.Job)
-		return suspended(o) != suspended(n) || finished(o) != finished(n) ||
-			o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
-	}}
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return suspended(e.Object.(*batchv1.Job)) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*batchv1.Job), e.ObjectNew.(*batchv1.Job)
+			return suspended(o) != suspended(n) || finished(o) != finished(n) ||
+				o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
+		},
+	}
 }
 
 func podFreed() predicate.Predicate {
@@ -220,6 +228,11 @@ type world struct {
 	// broken are running gangs that lost a node: a worker failure, which the
 	// TrainingJob controller answers with a gang restart once the Job fails.
 	broken []lostGang
+	priority func(className string) int32
+	// jobs are all Kiln's Jobs listed, listed at that time, live or from the cache.
+	jobs   map[types.NamespacedName]bool
+	listed time.Time
+	live   bool
 }
 
 // lostGang is a held gang whose placement names a node that is gone: its
@@ -231,12 +244,6 @@ type lostGang struct {
 
 // Reconcile runs one admission pass.
 func (a *Admitter) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
-	a.mu.Lock()
-	last := a.latest
-	a.latest = nil
-	a.mu.Unlock()
-	a.creating.Wait()
 	w, err := a.observe(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -248,114 +255,182 @@ func (a *Admitter) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, 
 	for _, l := range w.broken {
 		errs = append(errs, a.markLost(ctx, l))
 	}
-	held, waiting := w.held, false
-	// One pass per GPU resource in the queue, each counting its own kind of
-	// GPU; gangs admitted by one count, with their CPU and memory, in the next.
-	// With none queued, the picture is drawn anew for new Jobs to come.
-	resources := gpuResources(w.queued)
-	if len(resources) == 0 {
-		resources = []corev1.ResourceName{v1alpha1.DefaultGPUResource}
-		if last != nil {
-			resources[0] = last.gpu
-		}
-	}
-	var c *placement.Cluster
-	for _, gpu := range resources {
-		c, err = w.snapshot(gpu, held).Cluster()
-		if err != nil {
-			// Pods on nodes not seen yet, say: they are left out, as those nodes are.
-			log.V(1).Info("capacity picture is partial", "reason", err.Error())
-		}
-		queue, byID := w.queue(gpu)
-		var (
-			mu    sync.Mutex
-			wg    sync.WaitGroup
-			slots = make(chan struct{}, passWriters)
-		)
-		// Each decision writes a different Job, so the writes need no order;
-		// one after another, a pass admitting many gangs would spend most of
-		// its time waiting on round trips.
-		write := func(fn func() error) {
-			wg.Go(func() {
-				slots <- struct{}{}
-				err := fn()
-				<-slots
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			})
-		}
-		for _, d := range placement.Admit(c, queue, nil) {
-			g := byID[d.Gang]
-			if d.State != placement.Admitted {
-				waiting = waiting || d.State == placement.Waiting
-				write(func() error { return a.record(ctx, g, d) })
-				continue
+	decisions, waiting := a.decide(ctx, w)
+
+	// Each decision writes a different Job, so the writes need no order; one
+	// after another, a pass admitting many gangs would spend most of its time
+	// waiting on round trips.
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, passWriters)
+	)
+	for _, d := range decisions {
+		wg.Go(func() {
+			slots <- struct{}{}
+			var err error
+			if d.State == placement.Admitted {
+				err = a.release(ctx, d.g, d.Nodes)
+			} else {
+				err = a.record(ctx, d.g, d.Decision)
 			}
-			write(func() error {
-				if err := a.release(ctx, g, d.Nodes); err != nil {
-					return err
-				}
-				g.nodes = d.Nodes
-				mu.Lock()
-				held = append(held, g)
-				mu.Unlock()
-				return nil
-			})
-		}
-		wg.Wait()
+			<-slots
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		})
 	}
+	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
 	}
 	if waiting {
 		return ctrl.Result{RequeueAfter: waitingRetry}, nil
 	}
-	// The last resource's picture counts every gang admitted in this pass.
-	a.mu.Lock()
-	a.latest = &picture{gpu: resources[len(resources)-1], cluster: c, at: time.Now()}
-	a.mu.Unlock()
 	return ctrl.Result{}, nil
+}
+
+// decision is what a pass decided for a gang it must write to.
+type decision struct {
+	placement.Decision
+	g *gang
+}
+
+// decide decides the queue and replaces the picture new Jobs are admitted
+// against, all while PlaceNew waits, so no gang is admitted twice over.
+//
+// The queue has the suspended Jobs w lists, and those PlaceNew left to a pass
+// that w does not list yet: these are decided too, but left to the next pass
+// to write, which will find the capacity they would take still free. So a Job
+// whose create is in flight keeps its place in line. The Jobs PlaceNew
+// admitted that w does not list are held as they are.
+func (a *Admitter) decide(ctx context.Context, w *world) ([]decision, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	last := a.latest
+	a.latest = nil
+	held, unseen := w.held, map[string]*gang{}
+	for _, f := range a.unseen(w) {
+		if f.g.nodes != nil {
+			held = append(held, f.g)
+			continue
+		}
+		g := *f.g // decided here, but not as PlaceNew's
+		g.priority = w.priority(g.job.Spec.Template.Spec.PriorityClassName)
+		unseen[g.id()] = &g
+	}
+	// One pass per GPU resource in the queue, each counting its own kind of
+	// GPU; gangs admitted by one count, with their CPU and memory, in the next.
+	// With none queued, the picture is drawn anew for new Jobs to come.
+	resources := gpuResources(append(slices.Clone(w.queued), slices.Collect(maps.Values(unseen))...))
+	if len(resources) == 0 {
+		resources = []corev1.ResourceName{v1alpha1.DefaultGPUResource}
+		if last != nil {
+			resources[0] = last.gpu
+		}
+	}
+	var (
+		out     []decision
+		waiting bool
+		c       *placement.Cluster
+		err     error
+	)
+	for _, gpu := range resources {
+		c, err = w.snapshot(gpu, held).Cluster()
+		if err != nil {
+			// Pods on nodes not seen yet, say: they are left out, as those nodes are.
+			ctrl.LoggerFrom(ctx).V(1).Info("capacity picture is partial", "reason", err.Error())
+		}
+		queue, byID := w.queue(gpu, unseen)
+		for _, d := range placement.Admit(c, queue, nil) {
+			g := byID[d.Gang]
+			waiting = waiting || d.State == placement.Waiting
+			if d.State == placement.Admitted {
+				g.nodes = d.Nodes
+				held = append(held, g)
+			}
+			if unseen[d.Gang] == nil {
+				out = append(out, decision{Decision: d, g: g})
+			}
+		}
+	}
+	if !waiting {
+		// The last resource's picture counts every gang admitted in this pass.
+		a.latest = &picture{gpu: resources[len(resources)-1], cluster: c, at: time.Now()}
+	}
+	return out, waiting
 }
 
 // PlaceNew admits a new attempt's Job as the TrainingJob controller creates
 // it, when the last pass left nothing waiting, its picture is at most
 // pictureTTL old and has room for the whole gang: job is then released onto
-// the chosen nodes exactly as a pass would release it, and the caller must
-// call done with whether it created the Job. Otherwise it returns nil and job
-// stays suspended, for the pass its creation starts. Either way the gang is
-// decided as the queue's only member, which it is: nothing waits.
+// the chosen nodes exactly as a pass would release it. Otherwise job stays
+// suspended for the pass its creation starts, and no gang created after it is
+// admitted before that pass decides it. Either way the caller must call done
+// with whether it created the Job; a nil done means another call has this
+// Job, whose create the caller will find.
 //
-// This saves a new Job its release patch and the wait for a pass.
+// The gang is decided as the queue's only member, which it is. This saves a
+// new Job its release patch and the wait for a pass.
 func (a *Admitter) PlaceNew(job *batchv1.Job, tj *v1alpha1.TrainingJob) (done func(created bool)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	p := a.latest
-	if p == nil || gpuResource(tj) != p.gpu || time.Since(p.at) > pictureTTL {
-		return nil
-	}
-	g := &gang{job: job, tj: tj, gpu: p.gpu}
-	d := placement.Admit(p.cluster, []placement.Gang{{ID: g.id(), Arrival: tj.CreationTimestamp.Time, Pods: g.pods(p.gpu)}}, nil)[0]
-	if d.State != placement.Admitted {
-		// It goes to the queue, and no gang created after it may pass it.
-		a.latest = nil
-		return nil
-	}
-	placeOn(&job.Spec.Template.Spec, d.Nodes)
-	metav1.SetMetaDataAnnotation(&job.ObjectMeta, v1alpha1.AnnotationPlacement, placement.EncodePlacement(d.Nodes))
-	job.Spec.Suspend = ptr.To(false)
 	key := client.ObjectKeyFromObject(job)
-	a.expect(key, written{generation: 1, created: true})
-	a.creating.Add(1)
+	g := &gang{job: job.DeepCopy(), tj: tj.DeepCopy(), gpu: gpuResource(tj)}
+	p := a.latest
+	if _, ok := a.fresh[key]; ok {
+		return nil
+	}
+	if p != nil {
+		if _, ok := p.cluster.Holds(g.id()); ok {
+			return nil
+		}
+	}
+	if p != nil && p.gpu == g.gpu && time.Since(p.at) <= pictureTTL {
+		d := placement.Admit(p.cluster, []placement.Gang{{ID: g.id(), Arrival: tj.CreationTimestamp.Time, Pods: g.pods(g.gpu)}}, nil)[0]
+		if d.State == placement.Admitted {
+			g.nodes = d.Nodes
+			placeOn(&job.Spec.Template.Spec, d.Nodes)
+			metav1.SetMetaDataAnnotation(&job.ObjectMeta, v1alpha1.AnnotationPlacement, placement.EncodePlacement(d.Nodes))
+			job.Spec.Suspend = ptr.To(false)
+		}
+	}
+	if g.nodes == nil {
+		a.latest = nil
+	}
+	if a.fresh == nil {
+		a.fresh = map[types.NamespacedName]*freshJob{}
+	}
+	f := &freshJob{g: g}
+	a.fresh[key] = f
 	return func(created bool) {
 		a.mu.Lock()
-		if !created {
-			p.cluster.Release(g.id())
-			delete(a.written, key)
+		defer a.mu.Unlock()
+		if created {
+			f.created = time.Now()
+			return
 		}
-		a.mu.Unlock()
-		a.creating.Done()
+		delete(a.fresh, key)
+		if a.latest != nil && g.nodes != nil {
+			a.latest.cluster.Release(g.id())
+		}
 	}
+}
+
+// unseen forgets the fresh Jobs w lists, and, when w read the Jobs live,
+// those created before and gone since; it returns the rest. The caller holds
+// a.mu.
+func (a *Admitter) unseen(w *world) []*freshJob {
+	var rest []*freshJob
+	for key, f := range a.fresh {
+		gone := w.live && !f.created.IsZero() && f.created.Before(w.listed)
+		if w.jobs[key] || gone {
+			delete(a.fresh, key)
+			continue
+		}
+		rest = append(rest, f)
+	}
+	return rest
 }
 
 // observe reads the cluster and sorts Kiln's Jobs into held and queued gangs.
@@ -367,11 +442,12 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 		ctrl.LoggerFrom(ctx).V(1).Info("the cache does not show the last pass's writes yet; reading Jobs live")
 		jobReader = a.APIReader
 	}
+	listed := time.Now()
 	if err := jobReader.List(ctx, &jobs, client.MatchingLabels{render.LabelManagedBy: render.ManagedBy}); err != nil {
 		return nil, fmt.Errorf("listing Jobs: %w", err)
 	}
 	if live {
-		// What was written is read: a Job created and deleted since is awaited no longer.
+		// What was written is read now.
 		a.mu.Lock()
 		clear(a.written)
 		a.mu.Unlock()
@@ -402,9 +478,10 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 		present[n.Name] = true
 	}
 	priority := priorities(classes.Items)
-	w := &world{nodes: nodes.Items, pods: pods}
+	w := &world{nodes: nodes.Items, pods: pods, priority: priority, live: live, listed: listed, jobs: make(map[types.NamespacedName]bool, len(jobs.Items))}
 	for i := range jobs.Items {
 		job := &jobs.Items[i]
+		w.jobs[client.ObjectKeyFromObject(job)] = true
 		ref := metav1.GetControllerOf(job)
 		if ref == nil || ref.Kind != "TrainingJob" || owners[ref.UID] == nil ||
 			job.Labels[render.LabelQueueName] != "" || finished(job) || !job.DeletionTimestamp.IsZero() {
@@ -533,10 +610,10 @@ func (w *world) snapshot(gpu corev1.ResourceName, held []*gang) placement.Snapsh
 	return s
 }
 
-func (w *world) queue(gpu corev1.ResourceName) ([]placement.Gang, map[string]*gang) {
+func (w *world) queue(gpu corev1.ResourceName, unseen map[string]*gang) ([]placement.Gang, map[string]*gang) {
 	var queue []placement.Gang
 	byID := map[string]*gang{}
-	for _, g := range w.queued {
+	for _, g := range append(slices.Clone(w.queued), slices.Collect(maps.Values(unseen))...) {
 		if g.gpu != gpu {
 			continue
 		}
@@ -609,9 +686,7 @@ func (a *Admitter) release(ctx context.Context, g *gang, nodes []string) error {
 	case err != nil:
 		return fmt.Errorf("releasing Job %s: %w", g.id(), err)
 	}
-	a.mu.Lock()
-	a.expect(client.ObjectKeyFromObject(job), written{generation: job.Generation})
-	a.mu.Unlock()
+	a.wrote(job)
 	ctrl.LoggerFrom(ctx).Info("admitted gang", "job", g.id(), "nodes", nodes)
 	return nil
 }
@@ -628,32 +703,38 @@ func annotationPath(key string) string {
 	return "/metadata/annotations/" + strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
 }
 
-// expect remembers a Job the next pass waits to see in the cache: the
-// generation a release or requeue gave it (the patch response's), or its
-// creation. The caller holds a.mu.
-func (a *Admitter) expect(key types.NamespacedName, w written) {
+// wrote remembers the generation a release or requeue gave a Job (the patch
+// response's), which the next pass waits to see in the cache.
+func (a *Admitter) wrote(job *batchv1.Job) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.written == nil {
-		a.written = map[types.NamespacedName]written{}
+		a.written = map[types.NamespacedName]int64{}
 	}
-	a.written[key] = w
+	a.written[client.ObjectKeyFromObject(job)] = job.Generation
 }
 
 // caughtUp waits, up to cacheWait, until the cache shows every generation the
-// earlier passes wrote (or the Job is gone) and every Job created released,
-// and reports whether it does. Generations only grow, so a Job changed again
-// since is caught up too.
+// earlier passes wrote (or the Job is gone) and every Job created since that
+// PlaceNew decided on, and reports whether it does. Generations only grow, so
+// a Job changed again since is caught up too.
 func (a *Admitter) caughtUp(ctx context.Context) bool {
 	deadline := time.Now().Add(cacheWait)
 	for {
 		a.mu.Lock()
-		for key, w := range a.written {
+		for key, generation := range a.written {
 			job := &batchv1.Job{}
 			err := a.Client.Get(ctx, key, job)
-			if (apierrors.IsNotFound(err) && !w.created) || (err == nil && job.Generation >= w.generation) {
+			if apierrors.IsNotFound(err) || (err == nil && job.Generation >= generation) {
 				delete(a.written, key)
 			}
 		}
 		behind := len(a.written)
+		for key, f := range a.fresh {
+			if !f.created.IsZero() && apierrors.IsNotFound(a.Client.Get(ctx, key, &batchv1.Job{})) {
+				behind++
+			}
+		}
 		a.mu.Unlock()
 		if behind == 0 {
 			return true
@@ -699,9 +780,7 @@ func (a *Admitter) requeue(ctx context.Context, l lostGang) error {
 	if err := a.Client.Patch(ctx, job, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("returning Job %s to the queue: %w", l.id(), err)
 	}
-	a.mu.Lock()
-	a.expect(client.ObjectKeyFromObject(job), written{generation: job.Generation})
-	a.mu.Unlock()
+	a.wrote(job)
 	ctrl.LoggerFrom(ctx).Info("returned gang to the queue", "job", l.id(), "reason", l.why)
 	a.Recorder.Eventf(l.tj, job, corev1.EventTypeWarning, "PlacementLost", "Requeue",
 		"%s; Job %s returns to the admission queue", l.why, job.Name)

@@ -222,18 +222,19 @@ func TestPlaceNew(t *testing.T) {
 		job, tj := newJob(s.job)
 		done := a.PlaceNew(job, tj)
 		got := job.Annotations[v1alpha1.AnnotationPlacement]
-		if got != s.want || (done != nil) != (s.want != "") || ptr.Deref(job.Spec.Suspend, false) != (s.want == "") {
-			t.Fatalf("%s: placement %q, suspend %v, done %v; want placement %q", s.job, got, *job.Spec.Suspend, done != nil, s.want)
+		if got != s.want || ptr.Deref(job.Spec.Suspend, false) != (s.want == "") {
+			t.Fatalf("%s: placement %q, suspend %v; want placement %q", s.job, got, *job.Spec.Suspend, s.want)
 		}
-		if done == nil {
-			return
+		key := client.ObjectKeyFromObject(job)
+		if a.fresh[key] == nil {
+			t.Fatalf("%s: the next pass would not know of it until it sees it", s.job)
 		}
-		if _, ok := a.written[client.ObjectKeyFromObject(job)]; !ok {
-			t.Fatalf("%s: the next pass would not wait for its create", s.job)
+		if a.PlaceNew(job, tj) != nil {
+			t.Fatalf("%s: decided twice", s.job)
 		}
 		done(s.created)
-		if _, ok := a.written[client.ObjectKeyFromObject(job)]; ok != s.created {
-			t.Fatalf("%s: awaited %v after done(%v)", s.job, ok, s.created)
+		if _, ok := a.fresh[key]; ok != s.created {
+			t.Fatalf("%s: remembered %v after done(%v)", s.job, ok, s.created)
 		}
 	}
 
@@ -247,13 +248,12 @@ func TestPlaceNew(t *testing.T) {
 		{job: "a", created: true, want: "n-0"},
 		{job: "b", created: false, want: "n-1"}, // its create failed: n-1 is free again
 		{job: "c", created: true, want: "n-1"},
-		{job: "d"}, // waits for a pass
-		{job: "e"}, // and nothing passes it, not even on a node freed since
+		{job: "d", created: true}, // waits for a pass
+		{job: "e", created: true}, // and nothing passes it, not even on a node freed since
 	} {
 		if s.job == "e" {
 			c.Release("ns/a-a0")
 		}
 		place(s)
 	}
-	a.creating.Wait() // every done was called
 }

@@ -12,13 +12,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -28,6 +31,12 @@ import (
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/validation"
 )
+
+// statusLag is how long a TrainingJob's status may lag behind a gang that is
+// starting (see onlyStarting): a gang whose workers start one by one costs a
+// status write or two, not one per worker, and one that starts at once is
+// admitted and running in a single write.
+const statusLag = 2 * time.Second
 
 // noShapeRetry is how often a job that fits no node shape looks again: nodes
 // come and go (autoscaling, repairs) without the job changing.
@@ -61,6 +70,11 @@ type Reconciler struct {
 	// Policy is what the administrator lets jobs ask of the hosts; it is checked again here,
 	// not only at admission, so a job created while the webhook was off still cannot.
 	Policy validation.Policy
+
+	mu sync.Mutex
+	// unwritten is when each TrainingJob's status first differed, with only
+	// a starting gang's news, from the one stored.
+	unwritten map[types.NamespacedName]time.Time
 }
 
 // Verbs are exactly those the controller uses; the cached client needs list and
@@ -96,6 +110,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	tj := &v1alpha1.TrainingJob{}
 	if err := r.Client.Get(ctx, req.NamespacedName, tj); err != nil {
+		r.lagged(req.NamespacedName)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !tj.DeletionTimestamp.IsZero() {
@@ -118,10 +133,42 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		// recorded with the admission decision that follows in a moment.
 		return result, err
 	}
+	if err == nil && onlyStarting(&before.Status, &tj.Status) {
+		if wait := r.lag(req.NamespacedName); wait > 0 {
+			if result.RequeueAfter == 0 || wait < result.RequeueAfter {
+				result.RequeueAfter = wait
+			}
+			return result, nil
+		}
+	}
 	if werr := r.writeStatus(ctx, before, tj); werr != nil {
 		return ctrl.Result{}, errors.Join(err, werr)
 	}
+	r.lagged(req.NamespacedName)
 	return result, err
+}
+
+// lag says how much longer the status of a starting gang may wait to be
+// written: statusLag from when it first differed.
+func (r *Reconciler) lag(key types.NamespacedName) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.Clock.Now()
+	since, ok := r.unwritten[key]
+	if !ok {
+		if r.unwritten == nil {
+			r.unwritten = map[types.NamespacedName]time.Time{}
+		}
+		r.unwritten[key], since = now, now
+	}
+	return max(0, statusLag-now.Sub(since))
+}
+
+// lagged forgets that the status waited: it was written, or the TrainingJob is gone.
+func (r *Reconciler) lagged(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.unwritten, key)
 }
 
 func (r *Reconciler) steps(ctx context.Context, tj *v1alpha1.TrainingJob) (ctrl.Result, error) {
@@ -175,6 +222,30 @@ func onlyTheNewJob(before, after *v1alpha1.TrainingJobStatus) bool {
 	}
 	s := after.DeepCopy()
 	s.Shape, s.JobName, s.ObservedGeneration, s.State = before.Shape, before.JobName, before.ObservedGeneration, before.State
+	return equality.Semantic.DeepEqual(*before, *s)
+}
+
+// onlyStarting reports whether the status changed only in what a gang says
+// as it starts: its shape and Job, that it was admitted, that its workers are
+// starting, and how many are. None of that asks anything of anyone, so it may
+// wait for the news that follows: all workers running, or one failed.
+func onlyStarting(before, after *v1alpha1.TrainingJobStatus) bool {
+	if equality.Semantic.DeepEqual(*before, *after) {
+		return false
+	}
+	s := after.DeepCopy()
+	s.Shape, s.JobName, s.ObservedGeneration, s.State = before.Shape, before.JobName, before.ObservedGeneration, before.State
+	s.Active, s.Ready, s.Succeeded, s.Failed, s.StartTime = before.Active, before.Ready, before.Succeeded, before.Failed, before.StartTime
+	s.Conditions = nil
+	for _, c := range after.Conditions {
+		starting := c.Type == v1alpha1.TrainingJobAdmitted && c.Status == metav1.ConditionTrue ||
+			c.Type == v1alpha1.TrainingJobRunning && c.Status == metav1.ConditionFalse && c.Reason == v1alpha1.ReasonWorkersStarting
+		if !starting {
+			s.Conditions = append(s.Conditions, c)
+		} else if old := apimeta.FindStatusCondition(before.Conditions, c.Type); old != nil {
+			s.Conditions = append(s.Conditions, *old)
+		}
+	}
 	return equality.Semantic.DeepEqual(*before, *s)
 }
 

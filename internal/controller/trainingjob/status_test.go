@@ -2,10 +2,13 @@ package trainingjob
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"kiln.dev/kiln/api/v1alpha1"
 )
@@ -164,5 +167,64 @@ func TestOnlyTheNewJob(t *testing.T) {
 				t.Errorf("onlyTheNewJob = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// A starting gang's news may wait for the news that follows; anything else is written at once.
+func TestOnlyStarting(t *testing.T) {
+	shape := &v1alpha1.ShapeStatus{Nodes: 2, ProcessesPerNode: 4, GPUsPerNode: 4, Summary: "2x4"}
+	admitted := cond(v1alpha1.TrainingJobAdmitted, metav1.ConditionTrue, v1alpha1.ReasonPlaced)
+	starting := cond(v1alpha1.TrainingJobRunning, metav1.ConditionFalse, v1alpha1.ReasonWorkersStarting)
+	running := cond(v1alpha1.TrainingJobRunning, metav1.ConditionTrue, v1alpha1.ReasonAllWorkersRunning)
+	waiting := cond(v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonWaitingForCapacity)
+	status := func(active, ready int32, conds ...metav1.Condition) v1alpha1.TrainingJobStatus {
+		return v1alpha1.TrainingJobStatus{Shape: shape, JobName: "j-a0", Active: active, Ready: ready, Conditions: conds}
+	}
+	tests := []struct {
+		name          string
+		before, after v1alpha1.TrainingJobStatus
+		want          bool
+	}{
+		{name: "admitted, workers starting", before: v1alpha1.TrainingJobStatus{}, after: status(0, 0, admitted, starting), want: true},
+		{name: "workers created", before: status(0, 0, admitted, starting), after: status(2, 0, admitted, starting), want: true},
+		{name: "one worker ready", before: status(2, 0, admitted, starting), after: status(2, 1, admitted, starting), want: true},
+		{name: "admitted after waiting", before: status(0, 0, waiting), after: status(0, 0, admitted, starting), want: true},
+		{name: "all running", before: status(2, 1, admitted, starting), after: status(2, 2, admitted, running), want: false},
+		{name: "waiting for capacity", before: v1alpha1.TrainingJobStatus{}, after: status(0, 0, waiting), want: false},
+		{name: "a restart", before: status(2, 2, admitted, running), after: func() v1alpha1.TrainingJobStatus {
+			s := status(0, 0, admitted, running)
+			s.Restarts = 1
+			return s
+		}(), want: false},
+		{name: "nothing changed", before: status(2, 2, admitted, running), after: status(2, 2, admitted, running), want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := onlyStarting(&tt.before, &tt.after); got != tt.want {
+				t.Errorf("onlyStarting = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// A starting gang's status waits statusLag from when it first differed, then is written.
+func TestStatusLag(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	r := &Reconciler{Clock: clk}
+	key := types.NamespacedName{Namespace: "ns", Name: "j"}
+	if got := r.lag(key); got != statusLag {
+		t.Errorf("first sight: wait %v, want %v", got, statusLag)
+	}
+	clk.SetTime(clk.Now().Add(statusLag / 2))
+	if got := r.lag(key); got != statusLag/2 {
+		t.Errorf("halfway: wait %v, want %v", got, statusLag/2)
+	}
+	clk.SetTime(clk.Now().Add(statusLag))
+	if got := r.lag(key); got != 0 {
+		t.Errorf("after statusLag: wait %v, want 0", got)
+	}
+	r.lagged(key)
+	if got := r.lag(key); got != statusLag {
+		t.Errorf("after a write: wait %v, want %v again", got, statusLag)
 	}
 }
