@@ -1,6 +1,6 @@
 // Package admission starts TrainingJobs' gangs whole or not at all, without
-// Kueue. Every attempt's Job is created suspended, so it has no pods. An
-// admission pass decides Kiln's whole queue at once with placement.Admit,
+// Kueue. An attempt's Job is created suspended, so it has no pods, unless
+// admitted as it is created (below). An admission pass decides Kiln's whole queue at once with placement.Admit,
 // against the free capacity of the cluster; for a gang that fits, one patch
 // writes the chosen nodes into the Job's placement annotation, narrows the pod
 // template's node affinity to them and un-suspends the Job. The Job's
@@ -13,16 +13,18 @@
 // a few pods behind books nothing twice. The one thing a pass must not read
 // stale is its predecessors' own releases, or it could book their capacity
 // again: it first waits until the cache shows the generation each of them
-// wrote (and reads the Jobs live if the cache stays behind). That is all that
-// lives in memory between passes, and a restarted manager needs none of it,
-// as its cache starts fresh. A manager that dies before the patch leaves the
-// Job suspended and queued; after it, the Job is held and its pods are already
-// bound for their nodes. Either way nothing is booked twice or lost.
+// wrote (and reads the Jobs live if the cache stays behind). A manager that
+// dies before the patch leaves the Job suspended and queued; after it, the Job
+// is held and its pods are already bound for their nodes. Either way nothing
+// is booked twice or lost.
 //
 // A new attempt's Job need not wait for a pass: while nothing waits in the
 // queue, the last pass's picture (a few seconds old at most) admits it as the
 // TrainingJob controller creates it, and the Job is created released (see
-// PlaceNew).
+// PlaceNew). That picture, the Jobs so decided until a pass lists them, and
+// the generations the passes wrote are all that lives in memory between
+// passes, and a restarted manager needs none of it: its cache starts fresh,
+// and it admits nothing at creation before its first pass.
 //
 // Jobs of TrainingJobs with a queueName are left to Kueue.
 package admission
@@ -50,6 +52,7 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -78,9 +81,11 @@ const passWriters = 8
 const cacheWait = 2 * time.Second
 
 // pictureTTL is how long a pass's picture of the free capacity admits new Jobs
-// as they are created. What it cannot see is pods of other workloads started
-// since; every Kiln Job created starts a pass, which draws it anew.
-const pictureTTL = 5 * time.Second
+// as they are created. Kiln's own pods outside gangs (notebooks, model
+// servers) drop it as they are bound; pods of other workloads, which Kiln does
+// not watch, it cannot see, so it is kept about as short as a pass takes to
+// release a gang (in which time the same could happen to a pass's decision).
+const pictureTTL = time.Second
 
 // Admitter runs admission passes.
 type Admitter struct {
@@ -130,16 +135,16 @@ type picture struct {
 
 // passRequest is the one request every event maps to: a pass decides the
 // whole queue, so one runs at a time and a burst of events makes one pass.
-func passRequest(context.Context, client.Object) []reconcile.Request {
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: "admission-pass"}}}
-}
+var passRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "admission-pass"}}
 
 // SetupWithManager runs a pass whenever capacity or the queue may have
 // changed: a Kiln Job created, released, suspended, finished or deleted; a
 // TrainingJob's spec changed (suspend) or the TrainingJob deleted; a Kiln pod
 // gone or finished; a node added, removed or changed in what it offers.
 func (a *Admitter) SetupWithManager(mgr ctrl.Manager) error {
-	toPass := handler.EnqueueRequestsFromMapFunc(passRequest)
+	toPass := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{passRequest}
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("admission").
 		// One key is never worked on twice at once anyway; said here so that no
@@ -147,7 +152,7 @@ func (a *Admitter) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
 		Watches(&batchv1.Job{}, toPass, builder.WithPredicates(kilnOnly(), jobChanged())).
 		Watches(&v1alpha1.TrainingJob{}, toPass, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.Pod{}, toPass, builder.WithPredicates(kilnOnly(), podFreed())).
+		Watches(&corev1.Pod{}, a.podChanged(), builder.WithPredicates(kilnOnly())).
 		Watches(&corev1.Node{}, toPass, builder.WithPredicates(nodeChanged())).
 		Complete(a)
 }
@@ -171,11 +176,27 @@ func jobChanged() predicate.Predicate {
 	}
 }
 
-func podFreed() predicate.Predicate {
-	return predicate.Funcs{
-		CreateFunc: func(event.CreateEvent) bool { return false },
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			return !podDone(e.ObjectOld.(*corev1.Pod)) && podDone(e.ObjectNew.(*corev1.Pod))
+// podChanged starts a pass when a Kiln pod ends or goes, freeing capacity,
+// and when one outside any gang (a notebook's, a model server's) is bound,
+// taking capacity the picture new Jobs are admitted against does not show: the
+// picture is dropped at once, so no Job is admitted against it meanwhile.
+func (a *Admitter) podChanged() handler.EventHandler {
+	pass := func(q workqueue.TypedRateLimitingInterface[reconcile.Request]) { q.Add(passRequest) }
+	return handler.Funcs{
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			o, n := e.ObjectOld.(*corev1.Pod), e.ObjectNew.(*corev1.Pod)
+			if o.Spec.NodeName == "" && n.Spec.NodeName != "" && n.Labels[batchv1.JobNameLabel] == "" {
+				a.mu.Lock()
+				a.latest = nil
+				a.mu.Unlock()
+				pass(q)
+			}
+			if !podDone(o) && podDone(n) {
+				pass(q)
+			}
+		},
+		DeleteFunc: func(_ context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			pass(q)
 		},
 	}
 }
@@ -227,7 +248,7 @@ type world struct {
 	lost   []lostGang
 	// broken are running gangs that lost a node: a worker failure, which the
 	// TrainingJob controller answers with a gang restart once the Job fails.
-	broken []lostGang
+	broken   []lostGang
 	priority func(className string) int32
 	// jobs are all Kiln's Jobs listed, listed at that time, live or from the cache.
 	jobs   map[types.NamespacedName]bool

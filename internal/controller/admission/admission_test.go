@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -10,9 +11,11 @@ import (
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
-
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"kiln.dev/kiln/api/v1alpha1"
 )
@@ -255,5 +258,39 @@ func TestPlaceNew(t *testing.T) {
 			c.Release("ns/a-a0")
 		}
 		place(s)
+	}
+}
+
+// A pass starts when a Kiln pod frees capacity or one outside a gang takes some; the latter
+// also drops the picture at once.
+func TestPodChanged(t *testing.T) {
+	pod := func(node string, phase corev1.PodPhase, labels map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{NodeName: node}, Status: corev1.PodStatus{Phase: phase}}
+	}
+	worker := map[string]string{batchv1.JobNameLabel: "j-a0"}
+	tests := []struct {
+		name     string
+		old, new *corev1.Pod
+		pass     bool
+		dropped  bool
+	}{
+		{name: "a notebook's pod is bound", old: pod("", corev1.PodPending, nil), new: pod("n-0", corev1.PodPending, nil), pass: true, dropped: true},
+		{name: "a gang worker is bound: its gang is in the picture", old: pod("", corev1.PodPending, worker), new: pod("n-0", corev1.PodPending, worker)},
+		{name: "a worker finishes", old: pod("n-0", corev1.PodRunning, worker), new: pod("n-0", corev1.PodSucceeded, worker), pass: true},
+		{name: "a worker becomes ready", old: pod("n-0", corev1.PodPending, worker), new: pod("n-0", corev1.PodRunning, worker)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &Admitter{latest: &picture{}}
+			q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+			defer q.ShutDown()
+			a.podChanged().Update(context.Background(), event.UpdateEvent{ObjectOld: tt.old, ObjectNew: tt.new}, q)
+			if got := q.Len() == 1; got != tt.pass {
+				t.Errorf("pass started: %v, want %v", got, tt.pass)
+			}
+			if got := a.latest == nil; got != tt.dropped {
+				t.Errorf("picture dropped: %v, want %v", got, tt.dropped)
+			}
+		})
 	}
 }
