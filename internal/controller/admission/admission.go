@@ -1,7 +1,8 @@
 // Package admission starts TrainingJobs' gangs whole or not at all, without
 // Kueue. An attempt's Job is created suspended, so it has no pods, unless
-// admitted as it is created (below). An admission pass decides Kiln's whole queue at once with placement.Admit,
-// against the free capacity of the cluster; for a gang that fits, one patch
+// admitted as it is created (below). An admission pass decides Kiln's whole
+// queue at once with placement.Admit, against the free capacity of the
+// cluster; for a gang that fits, one patch
 // writes the chosen nodes into the Job's placement annotation, narrows the pod
 // template's node affinity to them and un-suspends the Job. The Job's
 // topology spread (see package render) puts one worker on each chosen node, so
@@ -138,9 +139,10 @@ type picture struct {
 var passRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "admission-pass"}}
 
 // SetupWithManager runs a pass whenever capacity or the queue may have
-// changed: a Kiln Job created, released, suspended, finished or deleted; a
-// TrainingJob's spec changed (suspend) or the TrainingJob deleted; a Kiln pod
-// gone or finished; a node added, removed or changed in what it offers.
+// changed: a Kiln Job created suspended, released, suspended, finished or
+// deleted; a TrainingJob's spec changed (suspend) or the TrainingJob deleted;
+// a Kiln pod gone or finished, or one outside a gang bound; a node added,
+// removed or changed in what it offers.
 func (a *Admitter) SetupWithManager(mgr ctrl.Manager) error {
 	toPass := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{passRequest}
@@ -248,7 +250,8 @@ type world struct {
 	lost   []lostGang
 	// broken are running gangs that lost a node: a worker failure, which the
 	// TrainingJob controller answers with a gang restart once the Job fails.
-	broken   []lostGang
+	broken []lostGang
+	// priority is the value of a PriorityClass.
 	priority func(className string) int32
 	// jobs are all Kiln's Jobs listed, listed at that time, live or from the cache.
 	jobs   map[types.NamespacedName]bool
@@ -398,10 +401,10 @@ func (a *Admitter) PlaceNew(job *batchv1.Job, tj *v1alpha1.TrainingJob) (done fu
 	defer a.mu.Unlock()
 	key := client.ObjectKeyFromObject(job)
 	g := &gang{job: job.DeepCopy(), tj: tj.DeepCopy(), gpu: gpuResource(tj)}
-	p := a.latest
 	if _, ok := a.fresh[key]; ok {
 		return nil
 	}
+	p := a.latest
 	if p != nil {
 		if _, ok := p.cluster.Holds(g.id()); ok {
 			return nil
@@ -745,14 +748,14 @@ func (a *Admitter) caughtUp(ctx context.Context) bool {
 		a.mu.Lock()
 		for key, generation := range a.written {
 			job := &batchv1.Job{}
-			err := a.Client.Get(ctx, key, job)
+			err := a.Client.Get(ctx, key, job, client.UnsafeDisableDeepCopy)
 			if apierrors.IsNotFound(err) || (err == nil && job.Generation >= generation) {
 				delete(a.written, key)
 			}
 		}
 		behind := len(a.written)
 		for key, f := range a.fresh {
-			if !f.created.IsZero() && apierrors.IsNotFound(a.Client.Get(ctx, key, &batchv1.Job{})) {
+			if !f.created.IsZero() && apierrors.IsNotFound(a.Client.Get(ctx, key, &batchv1.Job{}, client.UnsafeDisableDeepCopy)) {
 				behind++
 			}
 		}
