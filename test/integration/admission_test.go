@@ -50,6 +50,11 @@ func newEnv(t *testing.T) *env {
 	if err := c.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
+	// Passes see every namespace, and nothing here collects garbage: a test's
+	// gangs go with it, or they would queue ahead of the next test's.
+	t.Cleanup(func() {
+		_ = c.DeleteAllOf(context.Background(), &batchv1.Job{}, client.InNamespace(ns.Name))
+	})
 	return &env{t: t, c: c, cs: cs, ns: ns.Name}
 }
 
@@ -334,4 +339,49 @@ func TestAdmittedAtCreationIsHeld(t *testing.T) {
 	if !ptr.Deref(job.Spec.Suspend, false) {
 		t.Error("a new Job was admitted at creation ahead of a waiting gang")
 	}
+}
+
+// A Job left to a pass keeps its place in line even while its create is in flight: a pass
+// that does not see it yet still sets its capacity aside, so a Job created after it is not
+// admitted on that capacity.
+func TestLeftToAPassKeepsItsPlace(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.addNode("line-0", 8)
+	e.addNode("line-1", 8)
+	a := &admission.Admitter{Client: e.c, APIReader: e.c, Recorder: events.NewFakeRecorder(10)}
+	pass := func() {
+		t.Helper()
+		if _, err := a.Reconcile(ctx, ctrl.Request{}); err != nil {
+			t.Fatalf("admission pass: %v", err)
+		}
+	}
+
+	// q comes before any pass: it is left suspended, and its create is slow.
+	qtj, q := e.render("q", 1, 8)
+	qDone := a.PlaceNew(q, qtj)
+	if !ptr.Deref(q.Spec.Suspend, false) {
+		t.Fatal("a manager that has not run a pass admitted a Job at creation")
+	}
+	pass() // does not see q, but sets a node aside for it
+
+	// x, created after q, would fit the idle cluster, but not next to q.
+	xtj, x := e.render("x", 2, 8)
+	xDone := a.PlaceNew(x, xtj)
+	if !ptr.Deref(x.Spec.Suspend, false) {
+		t.Fatal("a Job created later was admitted on the capacity a Job before it is due")
+	}
+
+	for _, c := range []struct {
+		job  *batchv1.Job
+		done func(bool)
+	}{{q, qDone}, {x, xDone}} {
+		if err := e.c.Create(ctx, c.job); err != nil {
+			t.Fatal(err)
+		}
+		c.done(true)
+	}
+	pass()
+	e.wantReleased("q-a0", "line-0")
+	e.wantHeld("x-a0", placement.Waiting, "only 1 has that")
 }
