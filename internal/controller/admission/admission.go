@@ -467,7 +467,9 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 		jobReader = a.APIReader
 	}
 	listed := time.Now()
-	if err := jobReader.List(ctx, &jobs, client.MatchingLabels{render.LabelManagedBy: render.ManagedBy}); err != nil {
+	// The cache's own copies, read-only: a pass over thousands of Jobs need not
+	// copy each, and its writes copy the one they change.
+	if err := jobReader.List(ctx, &jobs, client.MatchingLabels{render.LabelManagedBy: render.ManagedBy}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing Jobs: %w", err)
 	}
 	if live {
@@ -485,7 +487,7 @@ func (a *Admitter) observe(ctx context.Context) (*world, error) {
 		return nil, fmt.Errorf("listing nodes: %w", err)
 	}
 	var tjs v1alpha1.TrainingJobList
-	if err := a.Client.List(ctx, &tjs); err != nil {
+	if err := a.Client.List(ctx, &tjs, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing TrainingJobs: %w", err)
 	}
 	var classes schedulingv1.PriorityClassList
@@ -778,11 +780,11 @@ func (a *Admitter) caughtUp(ctx context.Context) bool {
 // TrainingJob controller turns it into the Admitted condition. Only changes
 // are written.
 func (a *Admitter) record(ctx context.Context, g *gang, d placement.Decision) error {
-	job := g.job
-	if job.Annotations[v1alpha1.AnnotationAdmission] == string(d.State) && job.Annotations[v1alpha1.AnnotationAdmissionMessage] == d.Reason {
+	before := g.job
+	if before.Annotations[v1alpha1.AnnotationAdmission] == string(d.State) && before.Annotations[v1alpha1.AnnotationAdmissionMessage] == d.Reason {
 		return nil
 	}
-	before := job.DeepCopy()
+	job := before.DeepCopy()
 	if job.Annotations == nil {
 		job.Annotations = map[string]string{}
 	}
@@ -797,8 +799,8 @@ func (a *Admitter) record(ctx context.Context, g *gang, d placement.Decision) er
 // requeue puts a lost gang back in the queue: suspending the Job stops its
 // pods, and dropping the placement lets the next pass choose nodes afresh.
 func (a *Admitter) requeue(ctx context.Context, l lostGang) error {
-	job := l.job
-	before := job.DeepCopy()
+	before := l.job
+	job := before.DeepCopy()
 	delete(job.Annotations, v1alpha1.AnnotationPlacement)
 	job.Spec.Suspend = ptr.To(true)
 	if err := a.Client.Patch(ctx, job, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -816,11 +818,11 @@ func (a *Admitter) requeue(ctx context.Context, l lostGang) error {
 // (it allows no pod failure); the TrainingJob controller then restarts the
 // gang, naming the node.
 func (a *Admitter) markLost(ctx context.Context, l lostGang) error {
-	job := l.job
-	if job.Annotations[v1alpha1.AnnotationLostNode] != "" {
+	before := l.job
+	if before.Annotations[v1alpha1.AnnotationLostNode] != "" {
 		return nil
 	}
-	before := job.DeepCopy()
+	job := before.DeepCopy()
 	job.Annotations[v1alpha1.AnnotationLostNode] = l.why
 	if err := a.Client.Patch(ctx, job, client.MergeFrom(before)); err != nil {
 		return fmt.Errorf("marking Job %s as having lost a node: %w", l.id(), err)
