@@ -122,11 +122,17 @@ func (e *env) render(name string, pods, gpusEach int32) (*v1alpha1.TrainingJob, 
 func (e *env) pass() *events.FakeRecorder {
 	e.t.Helper()
 	rec := events.NewFakeRecorder(10)
-	a := &admission.Admitter{Client: e.c, APIReader: e.c, Recorder: rec}
+	e.passOf(&admission.Admitter{Client: e.c, APIReader: e.c, Recorder: rec})
+	return rec
+}
+
+// passOf runs one admission pass of a, which remembers its earlier passes
+// and admissions at creation as a running manager does.
+func (e *env) passOf(a *admission.Admitter) {
+	e.t.Helper()
 	if _, err := a.Reconcile(context.Background(), ctrl.Request{}); err != nil {
 		e.t.Fatalf("admission pass: %v", err)
 	}
-	return rec
 }
 
 func (e *env) job(name string) *batchv1.Job {
@@ -303,12 +309,7 @@ func TestAdmittedAtCreationIsHeld(t *testing.T) {
 	e.addNode("created-0", 8)
 	e.addNode("created-1", 8)
 	a := &admission.Admitter{Client: e.c, APIReader: e.c, Recorder: events.NewFakeRecorder(10)}
-	pass := func() {
-		t.Helper()
-		if _, err := a.Reconcile(ctx, ctrl.Request{}); err != nil {
-			t.Fatalf("admission pass: %v", err)
-		}
-	}
+	pass := func() { t.Helper(); e.passOf(a) }
 
 	pass() // draws the picture
 	tj, job := e.render("x", 1, 8)
@@ -350,12 +351,7 @@ func TestLeftToAPassKeepsItsPlace(t *testing.T) {
 	e.addNode("line-0", 8)
 	e.addNode("line-1", 8)
 	a := &admission.Admitter{Client: e.c, APIReader: e.c, Recorder: events.NewFakeRecorder(10)}
-	pass := func() {
-		t.Helper()
-		if _, err := a.Reconcile(ctx, ctrl.Request{}); err != nil {
-			t.Fatalf("admission pass: %v", err)
-		}
-	}
+	pass := func() { t.Helper(); e.passOf(a) }
 
 	// q comes before any pass: it is left suspended, and its create is slow.
 	qtj, q := e.render("q", 1, 8)

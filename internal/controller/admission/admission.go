@@ -20,7 +20,7 @@
 // is booked twice or lost.
 //
 // A new attempt's Job need not wait for a pass: while nothing waits in the
-// queue, the last pass's picture (a few seconds old at most) admits it as the
+// queue, the last pass's picture (a second old at most) admits it as the
 // TrainingJob controller creates it, and the Job is created released (see
 // PlaceNew). That picture, the Jobs so decided until a pass lists them, and
 // the generations the passes wrote are all that lives in memory between
@@ -35,7 +35,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,8 +105,7 @@ type Admitter struct {
 	// fresh are the new Jobs PlaceNew decided on, until a pass lists them.
 	fresh map[types.NamespacedName]*freshJob
 	// latest is the last pass's picture, holding what it and PlaceNew admitted
-	// since. It is nil while a pass decides, and while gangs wait, so that no
-	// new gang passes them.
+	// since; nil while gangs wait, so that no new gang passes them.
 	latest *picture
 }
 
@@ -331,9 +329,7 @@ type decision struct {
 func (a *Admitter) decide(ctx context.Context, w *world) ([]decision, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	last := a.latest
-	a.latest = nil
-	held, unseen := w.held, map[string]*gang{}
+	held, queued, unseen := w.held, slices.Clone(w.queued), map[string]bool{}
 	for _, f := range a.unseen(w) {
 		if f.g.nodes != nil {
 			held = append(held, f.g)
@@ -341,16 +337,16 @@ func (a *Admitter) decide(ctx context.Context, w *world) ([]decision, bool) {
 		}
 		g := *f.g // decided here, but not as PlaceNew's
 		g.priority = w.priority(g.job.Spec.Template.Spec.PriorityClassName)
-		unseen[g.id()] = &g
+		queued, unseen[g.id()] = append(queued, &g), true
 	}
 	// One pass per GPU resource in the queue, each counting its own kind of
 	// GPU; gangs admitted by one count, with their CPU and memory, in the next.
 	// With none queued, the picture is drawn anew for new Jobs to come.
-	resources := gpuResources(append(slices.Clone(w.queued), slices.Collect(maps.Values(unseen))...))
+	resources := gpuResources(queued)
 	if len(resources) == 0 {
 		resources = []corev1.ResourceName{v1alpha1.DefaultGPUResource}
-		if last != nil {
-			resources[0] = last.gpu
+		if a.latest != nil {
+			resources[0] = a.latest.gpu
 		}
 	}
 	var (
@@ -365,7 +361,7 @@ func (a *Admitter) decide(ctx context.Context, w *world) ([]decision, bool) {
 			// Pods on nodes not seen yet, say: they are left out, as those nodes are.
 			ctrl.LoggerFrom(ctx).V(1).Info("capacity picture is partial", "reason", err.Error())
 		}
-		queue, byID := w.queue(gpu, unseen)
+		queue, byID := queueOf(queued, gpu)
 		for _, d := range placement.Admit(c, queue, nil) {
 			g := byID[d.Gang]
 			waiting = waiting || d.State == placement.Waiting
@@ -373,11 +369,12 @@ func (a *Admitter) decide(ctx context.Context, w *world) ([]decision, bool) {
 				g.nodes = d.Nodes
 				held = append(held, g)
 			}
-			if unseen[d.Gang] == nil {
+			if !unseen[d.Gang] {
 				out = append(out, decision{Decision: d, g: g})
 			}
 		}
 	}
+	a.latest = nil
 	if !waiting {
 		// The last resource's picture counts every gang admitted in this pass.
 		a.latest = &picture{gpu: resources[len(resources)-1], cluster: c, at: time.Now()}
@@ -636,10 +633,11 @@ func (w *world) snapshot(gpu corev1.ResourceName, held []*gang) placement.Snapsh
 	return s
 }
 
-func (w *world) queue(gpu corev1.ResourceName, unseen map[string]*gang) ([]placement.Gang, map[string]*gang) {
+// queueOf is the queue of the gangs counting GPUs of gpu.
+func queueOf(gangs []*gang, gpu corev1.ResourceName) ([]placement.Gang, map[string]*gang) {
 	var queue []placement.Gang
 	byID := map[string]*gang{}
-	for _, g := range append(slices.Clone(w.queued), slices.Collect(maps.Values(unseen))...) {
+	for _, g := range gangs {
 		if g.gpu != gpu {
 			continue
 		}

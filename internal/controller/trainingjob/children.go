@@ -174,7 +174,7 @@ func (r *Reconciler) placeNew(ctx context.Context, tj *v1alpha1.TrainingJob, job
 	if r.PlaceNew == nil || tj.Spec.QueueName != "" || ptr.Deref(tj.Spec.Suspend, false) {
 		return nil
 	}
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(job), &batchv1.Job{}); !apierrors.IsNotFound(err) {
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(job), &batchv1.Job{}, client.UnsafeDisableDeepCopy); !apierrors.IsNotFound(err) {
 		return nil
 	}
 	return r.PlaceNew(job, tj)
