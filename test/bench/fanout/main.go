@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +47,7 @@ import (
 
 type config struct {
 	profile              string
+	profileFor           time.Duration
 	runs                 int
 	jobs, workers, nodes int
 	qps, managerQPS      float64
@@ -62,10 +64,11 @@ func main() {
 	flag.Float64Var(&c.qps, "qps", 50, "client QPS (and burst) of the benchmark's creating client, the same for both paths")
 	flag.Float64Var(&c.managerQPS, "manager-qps", 50, "kiln-manager's --kube-api-qps (burst twice that)")
 	flag.IntVar(&c.managerReconciles, "manager-reconciles", 4, "kiln-manager's --max-concurrent-reconciles")
-	flag.StringVar(&c.order, "order", "direct,kiln", "order of the paths, each on a plane of its own")
+	flag.StringVar(&c.order, "order", "direct,kiln", "order of the paths in the first run, each on a plane of its own; every other run reverses it")
 	flag.IntVar(&c.runs, "runs", 1, "runs of both paths; with more than one, the median ratio is printed too")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "give up on a path after this long")
-	flag.StringVar(&c.profile, "apiserver-profile", "", "write a CPU profile of the API server over each path's first 10 s to DIR/apiserver-PATH.pprof")
+	flag.StringVar(&c.profile, "apiserver-profile", "", "write CPU profiles of the API server (DIR/apiserver-PATH.pprof) and kiln-manager (DIR/manager.pprof) over each path's start")
+	flag.DurationVar(&c.profileFor, "profile-for", 10*time.Second, "how much of each path's start -apiserver-profile covers")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard()) // the benchmark's own client logs nothing worth reading
 	// Interrupted, it still stops the plane: etcd and the API server would otherwise outlive it.
@@ -113,7 +116,13 @@ func run(ctx context.Context, c config) error {
 	var ratios, extras []float64
 	for i := range c.runs {
 		var results []result
-		for _, path := range strings.Split(c.order, ",") {
+		paths := strings.Split(c.order, ",")
+		if i%2 == 1 {
+			// Whichever path runs second on this machine has been measured slower
+			// by up to a third, so each run swaps the order of the one before.
+			slices.Reverse(paths)
+		}
+		for _, path := range paths {
 			// Each path on a plane of its own: the later one would otherwise run on a
 			// cluster already holding the earlier one's pods, and pay for them.
 			pathDir := filepath.Join(dir, fmt.Sprintf("%s-%d", path, i+1))
@@ -283,9 +292,9 @@ func measure(ctx context.Context, c config, plane *controlplane.Plane, auditLog,
 					manager <- nil
 					return
 				}
-				manager <- profileManager(ctx, filepath.Join(c.profile, "manager.pprof"))
+				manager <- profileManager(ctx, filepath.Join(c.profile, "manager.pprof"), c.profileFor)
 			}()
-			api := profileAPIServer(ctx, cs, filepath.Join(c.profile, "apiserver-"+name+".pprof"))
+			api := profileAPIServer(ctx, cs, filepath.Join(c.profile, "apiserver-"+name), c.profileFor)
 			profiled <- errors.Join(api, <-manager)
 		}()
 	} else {
@@ -444,21 +453,30 @@ func (w *writes) settle() error {
 	return nil
 }
 
-// profileAPIServer writes the API server's CPU profile of the next 10 s (its /debug/pprof).
-func profileAPIServer(ctx context.Context, cs kubernetes.Interface, path string) error {
-	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "10").DoRaw(ctx)
-	if err != nil {
-		return fmt.Errorf("profiling the API server: %w", err)
+// profileAPIServer writes the API server's CPU profile of the next d (its
+// /debug/pprof) to PREFIX-1.pprof, PREFIX-2.pprof, … in slices of 50 s at most,
+// since the API server ends any request after 60 s; go tool pprof merges them.
+func profileAPIServer(ctx context.Context, cs kubernetes.Interface, prefix string, d time.Duration) error {
+	for i := 1; d > 0; i++ {
+		slice := min(d, 50*time.Second)
+		d -= slice
+		data, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", seconds(slice)).DoRaw(ctx)
+		if err != nil {
+			return fmt.Errorf("profiling the API server: %w", err)
+		}
+		if err := os.WriteFile(fmt.Sprintf("%s-%d.pprof", prefix, i), data, 0o644); err != nil {
+			return err
+		}
 	}
-	return os.WriteFile(path, data, 0o644)
+	return nil
 }
 
 // managerPprof is where the benchmark's kiln-manager serves its profiles.
 const managerPprof = "127.0.0.1:18089"
 
-// profileManager writes kiln-manager's CPU profile of the next 10 s.
-func profileManager(ctx context.Context, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+managerPprof+"/debug/pprof/profile?seconds=10", nil)
+// profileManager writes kiln-manager's CPU profile of the next d.
+func profileManager(ctx context.Context, path string, d time.Duration) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+managerPprof+"/debug/pprof/profile?seconds="+seconds(d), nil)
 	if err != nil {
 		return err
 	}
@@ -473,6 +491,8 @@ func profileManager(ctx context.Context, path string) error {
 	}
 	return os.WriteFile(path, data, 0o644)
 }
+
+func seconds(d time.Duration) string { return strconv.Itoa(int(d.Seconds())) }
 
 func fileSize(path string) int64 {
 	fi, err := os.Stat(path)

@@ -1,5 +1,5 @@
-// Command webhook measures what Kiln's admission webhooks cost: the handlers' own time (p50,
-// p99) and the create throughput with the webhooks installed vs. not, side by side in one run,
+// Command webhook measures what Kiln's admission webhooks cost: the handlers' latency and CPU
+// time (p50, p99) and the create throughput with the webhooks installed vs. not, side by side in one run,
 // at a given number of concurrent creates, on a real API server with the webhook configurations
 // of config/webhook installed as envtest installs them.
 //
@@ -7,21 +7,16 @@
 // pods in a namespace labelled kiln.dev/inject=enabled (pod webhook), and as many pods of a
 // Kiln workload, injected when rendered (the pod webhook's match condition skips them),
 // -concurrency at a time. "off" rounds run with both webhook configurations deleted, "on"
-// rounds with them restored, alternating -repeat times.
+// rounds with them restored, alternating -repeat times. The webhook server runs in a process of
+// its own, as kiln-manager would (see serve.go).
 // Run it with `make bench-webhook`.
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"maps"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/signal"
 	"slices"
@@ -39,11 +34,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/manager"
@@ -66,6 +58,10 @@ type config struct {
 func main() {
 	var c config
 	var conc string
+	var srv serveConfig
+	flag.StringVar(&srv.kubeconfig, "serve", "", "internal: run as the benchmark's webhook server process, with this kubeconfig")
+	flag.StringVar(&srv.addr, "serve-addr", "", "internal: the webhook server's host:port")
+	flag.StringVar(&srv.certDir, "serve-certs", "", "internal: the webhook server's certificate directory")
 	flag.IntVar(&c.creates, "creates", 1000, "objects of each kind created per round")
 	flag.StringVar(&conc, "concurrency", "100,500", "concurrent creates, one pair of rounds (off, on) each")
 	flag.IntVar(&c.repeat, "repeat", 3, "pairs of rounds (off, on) per concurrency; ratios are of the medians")
@@ -82,47 +78,17 @@ func main() {
 	ctrllog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if srv.kubeconfig != "" {
+		if err := serve(ctx, srv); err != nil {
+			fmt.Fprintln(os.Stderr, "webhook server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, c); err != nil {
 		fmt.Fprintln(os.Stderr, "webhook:", err)
 		os.Exit(1)
 	}
-}
-
-// timings records each handler call's duration by path.
-type timings struct {
-	mu sync.Mutex
-	by map[string][]time.Duration
-}
-
-// wrap times the handler alone: the request body is read before and the response written
-// after, so network transfer from and to the API server is not counted.
-func (t *timings) wrap(path string, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rec := httptest.NewRecorder()
-		start := time.Now()
-		h.ServeHTTP(rec, r)
-		d := time.Since(start)
-		maps.Copy(w.Header(), rec.Header())
-		w.WriteHeader(rec.Code)
-		_, _ = w.Write(rec.Body.Bytes())
-		t.mu.Lock()
-		t.by[path] = append(t.by[path], d)
-		t.mu.Unlock()
-	})
-}
-
-func (t *timings) take() map[string][]time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := t.by
-	t.by = map[string][]time.Duration{}
-	return out
 }
 
 func run(ctx context.Context, c config) error {
@@ -136,39 +102,16 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
-	// The webhook server, as Setup builds it, with each handler timed.
-	mgr, err := ctrl.NewManager(plane.Config, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	dir, err := os.MkdirTemp("", "kiln-webhook-bench-")
 	if err != nil {
 		return err
 	}
-	wh := framework.WebhookOptions(plane)
-	// The API server keeps at most 25 idle connections per webhook host, so at higher
-	// concurrency it opens new ones: each is a TLS handshake, counted here.
-	var handshakes atomic.Int64
-	countHandshakes := func(c *tls.Config) {
-		c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { handshakes.Add(1); return nil, nil }
-	}
-	server := crwebhook.NewServer(crwebhook.Options{Host: wh.Host, Port: wh.Port, CertDir: wh.CertDir, TLSOpts: []func(*tls.Config){webhook.HTTP1Only, countHandshakes}})
-	if err := webhook.WarmCaches(ctx, mgr.GetCache()); err != nil {
-		return err
-	}
-	handlers, err := webhook.Handlers(scheme, webhook.Cluster{Cached: mgr.GetClient(), Live: mgr.GetAPIReader()}, wh)
+	defer os.RemoveAll(dir)
+	server, err := startServer(plane, dir)
 	if err != nil {
 		return err
 	}
-	tm := &timings{by: map[string][]time.Duration{}}
-	for path, h := range handlers {
-		server.Register(path, tm.wrap(path, h))
-	}
-	if err := mgr.Add(server); err != nil {
-		return err
-	}
-	mgrCtx, stopMgr := context.WithCancel(ctx)
-	defer stopMgr()
-	go func() { _ = mgr.Start(mgrCtx) }()
-	if err := framework.WaitForWebhooks(plane, time.Minute); err != nil {
-		return err
-	}
+	defer server.stop()
 
 	cfg := rest.CopyConfig(plane.Config)
 	cfg.QPS, cfg.Burst = float32(c.qps), int(c.qps)
@@ -213,9 +156,9 @@ func run(ctx context.Context, c config) error {
 
 	fmt.Printf("client QPS %.0f, burst %.0f; %d TrainingJobs and %d pods per round\n", c.qps, c.qps, c.creates, c.creates)
 	procs := proc.Children()
-	fmt.Println("CPU per create, in ms: the API server, etcd, and this process (the creating client and the webhook server)")
-	fmt.Printf("%-5s %-5s %-12s %10s %10s %10s %10s %8s %11s %9s %8s %8s  %s\n", "conc", "hooks", "kind", "wall", "creates/s", "p50", "p99", "calls", "handshakes",
-		"apiserver", "etcd", "bench", "errors (timeouts)")
+	fmt.Println("CPU per create, in ms: the API server, etcd, the webhook server and the creating client")
+	fmt.Printf("%-5s %-5s %-12s %10s %10s %10s %10s %10s %10s %8s %11s %9s %8s %8s %8s  %s\n", "conc", "hooks", "kind", "wall", "creates/s", "p50", "p99", "cpu p50", "cpu p99", "calls", "handshakes",
+		"apiserver", "etcd", "webhook", "client", "errors (timeouts)")
 	var ratios []string
 	round := 0
 	for _, conc := range c.concurrency {
@@ -228,40 +171,48 @@ func run(ctx context.Context, c config) error {
 			}
 			// Configuration changes reach the API server's admission through an informer.
 			time.Sleep(2 * time.Second)
-			tm.take()
+			if _, err := server.take(); err != nil {
+				return err
+			}
 			for _, kind := range kinds {
 				round++
 				ns, err := namespaceFor(ctx, cl, kind, round)
 				if err != nil {
 					return err
 				}
-				cpu := func() [3]time.Duration {
-					return [3]time.Duration{proc.CPUTime(procs["kube-apiserver"]), proc.CPUTime(procs["etcd"]), proc.CPUTime(os.Getpid())}
+				cpu := func() [4]time.Duration {
+					return [4]time.Duration{proc.CPUTime(procs["kube-apiserver"]), proc.CPUTime(procs["etcd"]), proc.CPUTime(server.pid()), proc.CPUTime(os.Getpid())}
 				}
 				proc.Quiet(procs["kube-apiserver"], 0.1, 10*time.Second)
-				cpuBefore, hsBefore := cpu(), handshakes.Load()
+				cpuBefore := cpu()
 				wall, errs, timeouts := createAll(ctx, cl, c.creates, conc, func(i int) client.Object { return object(kind, ns, i) })
 				rate := float64(c.creates-errs) / wall.Seconds()
 				thr[on][kind] = append(thr[on][kind], rate)
 				cpuAfter := cpu()
-				var perCreate [3]string
+				var perCreate [4]string
 				for i := range perCreate {
 					perCreate[i] = fmt.Sprintf("%.2f", float64((cpuAfter[i]-cpuBefore[i]).Microseconds())/1000/float64(c.creates))
 				}
-				calls := tm.take()
-				var all []time.Duration
-				for path, ds := range calls {
+				got, err := server.take()
+				if err != nil {
+					return err
+				}
+				// Latency, and the handler's own CPU time: what latency is left
+				// when the handler never waits for a CPU.
+				var lat, work []time.Duration
+				for path, calls := range got.Calls {
 					if (kind != "TrainingJob") == (path == webhook.PodPath) {
-						all = append(all, ds...)
+						for _, c := range calls {
+							lat, work = append(lat, c.Wall), append(work, c.CPU)
+						}
 					}
 				}
-				p50, p99 := percentile(all, 50), percentile(all, 99)
 				hooks := "off"
 				if on {
 					hooks = "on"
 				}
-				fmt.Printf("%-5d %-5s %-12s %10s %10.0f %10s %10s %8d %11d %9s %8s %8s  %d (%d)\n", conc, hooks, kind, wall.Round(time.Millisecond), rate,
-					fmtDur(p50, len(all)), fmtDur(p99, len(all)), len(all), handshakes.Load()-hsBefore, perCreate[0], perCreate[1], perCreate[2], errs, timeouts)
+				fmt.Printf("%-5d %-5s %-12s %10s %10.0f %10s %10s %10s %10s %8d %11d %9s %8s %8s %8s  %d (%d)\n", conc, hooks, kind, wall.Round(time.Millisecond), rate,
+					fmtPct(lat, 50), fmtPct(lat, 99), fmtPct(work, 50), fmtPct(work, 99), len(lat), got.Handshakes, perCreate[0], perCreate[1], perCreate[2], perCreate[3], errs, timeouts)
 			}
 		}
 		for _, kind := range kinds {
@@ -283,11 +234,11 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-func fmtDur(d time.Duration, n int) string {
-	if n == 0 {
+func fmtPct(ds []time.Duration, p int) string {
+	if len(ds) == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000)
+	return fmt.Sprintf("%.2fms", float64(percentile(ds, p).Microseconds())/1000)
 }
 
 func namespaceFor(ctx context.Context, c client.Client, kind string, round int) (string, error) {
