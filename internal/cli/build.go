@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
@@ -14,6 +15,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"kiln.dev/kiln/internal/build"
+	"kiln.dev/kiln/internal/controlplane"
+	"kiln.dev/kiln/internal/localkiln"
 	"kiln.dev/kiln/internal/render"
 )
 
@@ -49,7 +52,10 @@ use as the image of a TrainingJob or ModelServer.`,
   kubectl kiln build ./server --image localhost:5000/server:dev --platform linux/arm64
 
   # No registry at all: write the image to a tarball (docker load, ctr images import)
-  kubectl kiln build ./server --image server:dev --image-tar server.tar`,
+  kubectl kiln build ./server --image server:dev --image-tar server.tar
+
+  # For the local Kiln (kubectl kiln dev up): kiln.local is its registry, base images included
+  kubectl kiln build ./trainer --image kiln.local/me/trainer:v1 --base kiln.local/kiln/python-sklearn:latest`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Dir = args[0]
@@ -59,7 +65,7 @@ use as the image of a TrainingJob or ModelServer.`,
 			return o.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&o.Image, "image", "", "where to push, e.g. registry.example/team/app:tag (with --image-tar, the name inside the tarball)")
+	cmd.Flags().StringVar(&o.Image, "image", "", "where to push, e.g. registry.example/team/app:tag, or kiln.local/NAME:TAG for the local Kiln (with --image-tar, the name inside the tarball)")
 	cmd.Flags().StringVar(&o.ImageTar, "image-tar", "", "write the image to this OCI tarball instead of pushing it")
 	o.source.addFlags(cmd.Flags(), false)
 	return cmd
@@ -84,7 +90,11 @@ func (o *BuildOptions) Run(ctx context.Context) error {
 		_, err = fmt.Fprintln(o.streams.Out, ref)
 		return err
 	}
-	img, _, err := build.Image(ctx, o.source.options(o.Image, o.streams.ErrOut))
+	opts, err := o.source.options(o.Image, o.streams.ErrOut)
+	if err != nil {
+		return err
+	}
+	img, _, err := build.Image(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -120,15 +130,43 @@ func (s *sourceBuild) addFlags(f *pflag.FlagSet, withDir bool) {
 	f.BoolVar(&s.Insecure, "insecure-registry", false, "allow a registry over plain HTTP (loopback and private addresses always are)")
 }
 
-func (s *sourceBuild) options(target string, progress io.Writer) build.Options {
-	return build.Options{Dir: s.Dir, Base: s.Base, Target: target, Platform: s.Platform, Main: s.Main, Insecure: s.Insecure, Progress: progress}
+// options are the build's; a base on kiln.local is pulled from the local Kiln's registry.
+func (s *sourceBuild) options(target string, progress io.Writer) (build.Options, error) {
+	base, _, err := onLocalKiln(s.Base, "--base")
+	if err != nil {
+		return build.Options{}, err
+	}
+	return build.Options{Dir: s.Dir, Base: base, Target: target, Platform: s.Platform, Main: s.Main, Insecure: s.Insecure, Progress: progress}, nil
+}
+
+// localRegistry is the running local Kiln's registry address on this machine; tests point
+// it at a registry of their own.
+var localRegistry = func() (string, error) { return localkiln.RegistryAddress(localkiln.DefaultDir()) }
+
+// onLocalKiln points ref at the local Kiln's registry on this machine when it names
+// kiln.local, the name the local Kiln's node pulls by, and returns that registry's address
+// ("" for any other ref). flag names where ref came from, for the error.
+func onLocalKiln(ref, flag string) (resolved, registry string, err error) {
+	if !strings.HasPrefix(ref, controlplane.LocalRegistryName+"/") {
+		return ref, "", nil
+	}
+	if registry, err = localRegistry(); err != nil {
+		return "", "", fmt.Errorf("%s %s: %w", flag, ref, err)
+	}
+	resolved, _ = controlplane.ResolveLocalImage(ref, registry)
+	return resolved, registry, nil
 }
 
 // run builds s.Dir for target and returns the digest reference; with push false it only
-// builds, which is enough to know the digest (for --dry-run).
+// builds, which is enough to know the digest (for --dry-run). A target on kiln.local is
+// pushed to the local Kiln's registry and named kiln.local in the reference, as pods pull it.
 func (s *sourceBuild) run(ctx context.Context, target string, push bool, progress io.Writer) (string, error) {
+	opts, err := s.options(target, progress)
+	if err != nil {
+		return "", err
+	}
 	if !push {
-		img, _, err := build.Image(ctx, s.options(target, progress))
+		img, _, err := build.Image(ctx, opts)
 		if err != nil {
 			return "", err
 		}
@@ -143,9 +181,16 @@ func (s *sourceBuild) run(ctx context.Context, target string, push bool, progres
 		fmt.Fprintf(progress, "not pushed (dry run)\n")
 		return ref.Context().Digest(d.String()).String(), nil
 	}
-	res, err := build.Build(ctx, s.options(target, progress))
+	var registry string
+	if opts.Target, registry, err = onLocalKiln(target, "--image"); err != nil {
+		return "", err
+	}
+	res, err := build.Build(ctx, opts)
 	if err != nil {
 		return "", err
+	}
+	if registry != "" {
+		return controlplane.LocalRegistryName + strings.TrimPrefix(res.Reference, registry), nil
 	}
 	return res.Reference, nil
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -66,6 +67,59 @@ func TestBuildPushesAndPrintsTheDigestReference(t *testing.T) {
 	tagged, err := remote.Head(mustRef(t, reg+"/team/hello:v1"))
 	if err != nil || tagged.Digest.String() != strings.TrimPrefix(ref, reg+"/team/hello@") {
 		t.Errorf("tag v1 points at %v (%v), want %s", tagged, err, ref)
+	}
+}
+
+// kiln.local is the local Kiln's registry as its node knows it: images named so are pushed to
+// that registry's address on this machine, bases pulled from it, and the printed reference
+// keeps the name pods pull by.
+func TestBuildForTheLocalKiln(t *testing.T) {
+	reg := testRegistry(t)
+	running := func() (string, error) { return reg, nil }
+	for _, tc := range []struct {
+		name        string
+		registry    func() (string, error)
+		args        []string
+		wantRef     string // prefix of stdout
+		wantTag     string // on reg, at the printed digest
+		wantErrText string
+	}{
+		{"pushed to the local registry", running,
+			[]string{"build", filepath.Join(sources, "go"), "--image", "kiln.local/team/hello:v1"},
+			"kiln.local/team/hello@sha256:", reg + "/team/hello:v1", ""},
+		{"built on a base from it", running,
+			[]string{"build", filepath.Join(sources, "go"), "--image", "kiln.local/team/on-base:v1", "--base", "kiln.local/team/hello:v1"},
+			"kiln.local/team/on-base@sha256:", reg + "/team/on-base:v1", ""},
+		{"no local Kiln", func() (string, error) { return "", errors.New("the local Kiln is not running") },
+			[]string{"build", filepath.Join(sources, "go"), "--image", "kiln.local/team/hello:v1"},
+			"", "", "--image kiln.local/team/hello:v1: the local Kiln is not running"},
+		{"no local Kiln for the base", func() (string, error) { return "", errors.New("the local Kiln is not running") },
+			[]string{"build", filepath.Join(sources, "go"), "--image", reg + "/team/x:v1", "--base", "kiln.local/kiln/python-sklearn:latest"},
+			"", "", "--base kiln.local/kiln/python-sklearn:latest: the local Kiln is not running"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			was := localRegistry
+			localRegistry = tc.registry
+			t.Cleanup(func() { localRegistry = was })
+			out, errOut, err := run(t, tc.args...)
+			if tc.wantErrText != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErrText) {
+					t.Fatalf("error %v, want %q", err, tc.wantErrText)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v\n%s", err, errOut)
+			}
+			ref := strings.TrimSpace(out)
+			if !strings.HasPrefix(ref, tc.wantRef) {
+				t.Fatalf("stdout %q, want %s…", out, tc.wantRef)
+			}
+			tagged, err := remote.Head(mustRef(t, tc.wantTag))
+			if err != nil || "@"+tagged.Digest.String() != ref[strings.Index(ref, "@"):] {
+				t.Errorf("%s is %v (%v), want the printed %s", tc.wantTag, tagged, err, ref)
+			}
+		})
 	}
 }
 
