@@ -15,6 +15,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -45,11 +46,7 @@ func TestTrainingJobFetchesDataAndResumesFromItsCheckpoint(t *testing.T) {
 	startKilnManager(t, manager.Options{FetchImage: fetchImage})
 	c := kilnClient(t)
 
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "s3", Namespace: ns},
-		StringData: map[string]string{"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "kiln", "AWS_SECRET_ACCESS_KEY": "kiln", "AWS_REGION": "us-east-1"},
-	}
-	if err := c.Create(ctx, secret); err != nil {
+	if err := c.Create(ctx, s3Secret(ns, endpoint)); err != nil {
 		t.Fatal(err)
 	}
 	tj := &v1alpha1.TrainingJob{
@@ -96,6 +93,67 @@ func TestTrainingJobFetchesDataAndResumesFromItsCheckpoint(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("the resumed attempt's log lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// A ModelServer's s3:// model (a prefix of two objects) is downloaded by the real kiln-fetch
+// image before the server starts; the server, probe's file server on the model directory,
+// answers another pod through the ModelServer's Service with the model's bytes.
+func TestModelServerServesAModelFromS3(t *testing.T) {
+	cs := needNode(t)
+	ctx := context.Background()
+	ns := namespace(t, cs)
+	endpoint := s3OnTheHost(t, map[string]string{"models/line/weights.txt": "slope=2.1", "models/line/meta/card.txt": "line v1"})
+	fetchImage, err := localkiln.BuildFetchImage(ctx, framework.RepoRoot(), plane.Registry(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startKilnManager(t, manager.Options{FetchImage: fetchImage})
+	c := kilnClient(t)
+	if err := c.Create(ctx, s3Secret(ns, endpoint)); err != nil {
+		t.Fatal(err)
+	}
+	ms := &v1alpha1.ModelServer{
+		ObjectMeta: metav1.ObjectMeta{Name: "line", Namespace: ns},
+		Spec: v1alpha1.ModelServerSpec{
+			Model: v1alpha1.ModelSource{URI: "s3://data/models/line/", SecretRef: &v1alpha1.LocalSecretReference{Name: "s3"}},
+			Runtime: v1alpha1.ServingRuntime{
+				Image: probeImage, Args: []string{"files", "{{.ModelDir}}", ":{{.Port}}"}, Port: ptr.To[int32](8080),
+			},
+			Resources: v1alpha1.ServingResources{CPU: ptr.To(resource.MustParse("50m")), Memory: ptr.To(resource.MustParse("32Mi"))},
+		},
+	}
+	if err := c.Create(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, 3*time.Minute, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ms), ms); err != nil {
+			return err
+		}
+		ready := apimeta.FindStatusCondition(ms.Status.Conditions, v1alpha1.ModelServerReady)
+		if ready == nil || ready.Status != metav1.ConditionTrue {
+			return fmt.Errorf("ModelServer not ready: %+v", ready)
+		}
+		return nil
+	})
+	for path, want := range map[string]string{"weights.txt": "slope=2.1", "meta/card.txt": "line v1"} {
+		name := "ask-" + strings.NewReplacer(".", "-", "/", "-").Replace(path)
+		ask := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: probePod(name, "get", ms.Status.URL+"/"+path)}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, ask, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitPhase(t, cs, ns, name, corev1.PodSucceeded)
+		if got := logs(t, ns, name); !strings.Contains(got, want) {
+			t.Errorf("%s/%s answered %q, want %q", ms.Status.URL, path, got, want)
+		}
+	}
+}
+
+// s3Secret holds the credentials and endpoint of s3OnTheHost, as a user's Secret would.
+func s3Secret(ns, endpoint string) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "s3", Namespace: ns},
+		StringData: map[string]string{"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "kiln", "AWS_SECRET_ACCESS_KEY": "kiln", "AWS_REGION": "us-east-1"},
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: probe echo|serve|get|indexed|whoami|share|resume ...")
+		fail("usage: probe echo|serve|files|get|indexed|whoami|share|resume ...")
 	}
 	args := os.Args[2:]
 	switch os.Args[1] {
@@ -28,6 +28,9 @@ func main() {
 		fmt.Println(args)
 	case "serve": // serve ADDR: answer every request with the pod's name, forever
 		serve(args[0], nil)
+	case "files": // files DIR ADDR: serve DIR's files, forever
+		srv := &http.Server{Addr: args[1], Handler: http.FileServer(http.Dir(args[0])), ReadHeaderTimeout: 10 * time.Second}
+		fail(srv.ListenAndServe().Error())
 	case "get": // get URL: retry until it answers 200, print the body
 		fmt.Println(get(args[0], 90*time.Second))
 	case "indexed": // indexed URL: index 0 serves one request and exits, others get URL
