@@ -37,18 +37,7 @@ func TestTrainingJobFetchesDataAndResumesFromItsCheckpoint(t *testing.T) {
 	cs := needNode(t)
 	ctx := context.Background()
 	ns := namespace(t, cs)
-	endpoint := s3OnTheHost(t, map[string]string{"datasets/digits.csv": "1,2,3"})
-
-	fetchImage, err := localkiln.BuildFetchImage(ctx, framework.RepoRoot(), plane.Registry(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	startKilnManager(t, manager.Options{FetchImage: fetchImage})
-	c := kilnClient(t)
-
-	if err := c.Create(ctx, s3Secret(ns, endpoint)); err != nil {
-		t.Fatal(err)
-	}
+	c := kilnWithS3(t, ns, map[string]string{"datasets/digits.csv": "1,2,3"})
 	tj := &v1alpha1.TrainingJob{
 		ObjectMeta: metav1.ObjectMeta{Name: "resumes", Namespace: ns},
 		Spec: v1alpha1.TrainingJobSpec{
@@ -103,16 +92,7 @@ func TestModelServerServesAModelFromS3(t *testing.T) {
 	cs := needNode(t)
 	ctx := context.Background()
 	ns := namespace(t, cs)
-	endpoint := s3OnTheHost(t, map[string]string{"models/line/weights.txt": "slope=2.1", "models/line/meta/card.txt": "line v1"})
-	fetchImage, err := localkiln.BuildFetchImage(ctx, framework.RepoRoot(), plane.Registry(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	startKilnManager(t, manager.Options{FetchImage: fetchImage})
-	c := kilnClient(t)
-	if err := c.Create(ctx, s3Secret(ns, endpoint)); err != nil {
-		t.Fatal(err)
-	}
+	c := kilnWithS3(t, ns, map[string]string{"models/line/weights.txt": "slope=2.1", "models/line/meta/card.txt": "line v1"})
 	ms := &v1alpha1.ModelServer{
 		ObjectMeta: metav1.ObjectMeta{Name: "line", Namespace: ns},
 		Spec: v1alpha1.ModelServerSpec{
@@ -149,12 +129,27 @@ func TestModelServerServesAModelFromS3(t *testing.T) {
 	}
 }
 
-// s3Secret holds the credentials and endpoint of s3OnTheHost, as a user's Secret would.
-func s3Secret(ns, endpoint string) *corev1.Secret {
-	return &corev1.Secret{
+// kilnWithS3 serves objects from an S3 server on the host, starts kiln-manager with the real
+// kiln-fetch image, and puts the server's endpoint and credentials in Secret "s3" of ns, as a
+// user's Secret would; it returns a client for Kiln's objects.
+func kilnWithS3(t *testing.T, ns string, objects map[string]string) client.Client {
+	t.Helper()
+	ctx := context.Background()
+	endpoint := s3OnTheHost(t, objects)
+	fetchImage, err := localkiln.BuildFetchImage(ctx, framework.RepoRoot(), plane.Registry(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startKilnManager(t, manager.Options{FetchImage: fetchImage})
+	c := kilnClient(t)
+	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "s3", Namespace: ns},
 		StringData: map[string]string{"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "kiln", "AWS_SECRET_ACCESS_KEY": "kiln", "AWS_REGION": "us-east-1"},
 	}
+	if err := c.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // s3OnTheHost serves objects in bucket "data" over the S3 protocol on the node's address, where
