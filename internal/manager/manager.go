@@ -118,15 +118,20 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			MaxConcurrentReconciles: orDefault(o.MaxConcurrentReconciles, 4),
 			SkipNameValidation:      &o.SkipNameValidation,
 		},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Only Kiln's own: a cluster's Secrets and ConfigMaps are many and none
-			// of the others' business.
-			&corev1.Secret{}:    {Label: kilnOnly},
-			&corev1.ConfigMap{}: {Label: kilnOnly},
-			// Admission notices Kiln's pods finish; other pods are read live when
-			// a pass needs them.
-			&corev1.Pod{}: {Label: kilnOnly},
-		}},
+		Cache: cache.Options{
+			// Nothing reads managedFields from the cache, and they are a large part of every
+			// pod and Job it holds. An update without them keeps the stored ones.
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				// Only Kiln's own: a cluster's Secrets and ConfigMaps are many and none
+				// of the others' business.
+				&corev1.Secret{}:    {Label: kilnOnly},
+				&corev1.ConfigMap{}: {Label: kilnOnly},
+				// Admission notices Kiln's pods finish; other pods are read live when
+				// a pass needs them.
+				&corev1.Pod{}: {Label: kilnOnly},
+			},
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
