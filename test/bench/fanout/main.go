@@ -67,7 +67,7 @@ func main() {
 	flag.StringVar(&c.order, "order", "direct,kiln", "order of the paths in the first run, each on a plane of its own; every other run reverses it")
 	flag.IntVar(&c.runs, "runs", 1, "runs of both paths; with more than one, the median ratio is printed too")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "give up on a path after this long")
-	flag.StringVar(&c.profile, "apiserver-profile", "", "write CPU profiles of the API server (DIR/apiserver-PATH.pprof) and kiln-manager (DIR/manager.pprof) over each path's start")
+	flag.StringVar(&c.profile, "apiserver-profile", "", "write CPU profiles of the API server (DIR/apiserver-PATH-N.pprof, 50 s each) and kiln-manager (DIR/manager.pprof) over each path's start")
 	flag.DurationVar(&c.profileFor, "profile-for", 10*time.Second, "how much of each path's start -apiserver-profile covers")
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard()) // the benchmark's own client logs nothing worth reading
@@ -118,8 +118,9 @@ func run(ctx context.Context, c config) error {
 		var results []result
 		paths := strings.Split(c.order, ",")
 		if i%2 == 1 {
-			// Whichever path runs second on this machine has been measured slower
-			// by up to a third, so each run swaps the order of the one before.
+			// On this machine the order moves the ratio (the path run second was
+			// the slower in four pairs of five), so each run swaps the order of the
+			// one before.
 			slices.Reverse(paths)
 		}
 		for _, path := range paths {
