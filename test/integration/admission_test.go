@@ -121,17 +121,20 @@ func (e *env) render(name string, pods, gpusEach int32) (*v1alpha1.TrainingJob, 
 // Admitter that knows nothing but what the API server holds.
 func (e *env) pass() *events.FakeRecorder {
 	e.t.Helper()
-	rec := events.NewFakeRecorder(10)
-	e.passOf(&admission.Admitter{Client: e.c, APIReader: e.c, Recorder: rec})
-	return rec
+	a, pass := e.admitter()
+	pass()
+	return a.Recorder.(*events.FakeRecorder)
 }
 
-// passOf runs one admission pass of a, which remembers its earlier passes
-// and admissions at creation as a running manager does.
-func (e *env) passOf(a *admission.Admitter) {
-	e.t.Helper()
-	if _, err := a.Reconcile(context.Background(), ctrl.Request{}); err != nil {
-		e.t.Fatalf("admission pass: %v", err)
+// admitter is an Admitter that, as a running manager's, remembers its earlier
+// passes and admissions at creation, and a function that runs a pass of it.
+func (e *env) admitter() (*admission.Admitter, func()) {
+	a := &admission.Admitter{Client: e.c, APIReader: e.c, Recorder: events.NewFakeRecorder(10)}
+	return a, func() {
+		e.t.Helper()
+		if _, err := a.Reconcile(context.Background(), ctrl.Request{}); err != nil {
+			e.t.Fatalf("admission pass: %v", err)
+		}
 	}
 }
 
@@ -308,8 +311,7 @@ func TestAdmittedAtCreationIsHeld(t *testing.T) {
 	ctx := context.Background()
 	e.addNode("created-0", 8)
 	e.addNode("created-1", 8)
-	a := &admission.Admitter{Client: e.c, APIReader: e.c, Recorder: events.NewFakeRecorder(10)}
-	pass := func() { t.Helper(); e.passOf(a) }
+	a, pass := e.admitter()
 
 	pass() // draws the picture
 	tj, job := e.render("x", 1, 8)
@@ -350,8 +352,7 @@ func TestLeftToAPassKeepsItsPlace(t *testing.T) {
 	ctx := context.Background()
 	e.addNode("line-0", 8)
 	e.addNode("line-1", 8)
-	a := &admission.Admitter{Client: e.c, APIReader: e.c, Recorder: events.NewFakeRecorder(10)}
-	pass := func() { t.Helper(); e.passOf(a) }
+	a, pass := e.admitter()
 
 	// q comes before any pass: it is left suspended, and its create is slow.
 	qtj, q := e.render("q", 1, 8)
