@@ -60,7 +60,8 @@ func main() {
 	var conc string
 	var srv serveConfig
 	flag.StringVar(&srv.kubeconfig, "serve", "", "internal: run as the benchmark's webhook server process, with this kubeconfig")
-	flag.StringVar(&srv.addr, "serve-addr", "", "internal: the webhook server's host:port")
+	flag.StringVar(&srv.host, "serve-host", "", "internal: the webhook server's host")
+	flag.IntVar(&srv.port, "serve-port", 0, "internal: the webhook server's port")
 	flag.StringVar(&srv.certDir, "serve-certs", "", "internal: the webhook server's certificate directory")
 	flag.IntVar(&c.creates, "creates", 1000, "objects of each kind created per round")
 	flag.StringVar(&conc, "concurrency", "100,500", "concurrent creates, one pair of rounds (off, on) each")

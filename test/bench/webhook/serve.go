@@ -56,14 +56,7 @@ func serve(ctx context.Context, s serveConfig) error {
 	if err != nil {
 		return err
 	}
-	host, port, err := net.SplitHostPort(s.addr)
-	if err != nil {
-		return err
-	}
-	wh := webhook.Options{Enabled: true, Host: host, CertDir: s.certDir}
-	if wh.Port, err = strconv.Atoi(port); err != nil {
-		return err
-	}
+	wh := webhook.Options{Enabled: true, Host: s.host, Port: s.port, CertDir: s.certDir}
 	scheme, err := manager.Scheme()
 	if err != nil {
 		return err
@@ -108,7 +101,10 @@ func serve(ctx context.Context, s serveConfig) error {
 
 // serveConfig is the -serve process's flags: the plane's kubeconfig and the address and
 // certificate the plane's webhook configurations expect.
-type serveConfig struct{ kubeconfig, addr, certDir string }
+type serveConfig struct {
+	kubeconfig, host, certDir string
+	port                      int
+}
 
 // webhookServer is the running -serve process.
 type webhookServer struct {
@@ -131,7 +127,7 @@ func startServer(plane *controlplane.Plane, dir string) (*webhookServer, error) 
 		return nil, err
 	}
 	wh := framework.WebhookOptions(plane)
-	cmd := exec.Command(self, "-serve", path, "-serve-addr", net.JoinHostPort(wh.Host, strconv.Itoa(wh.Port)), "-serve-certs", wh.CertDir)
+	cmd := exec.Command(self, "-serve", path, "-serve-host", wh.Host, "-serve-port", strconv.Itoa(wh.Port), "-serve-certs", wh.CertDir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
