@@ -330,3 +330,42 @@ func gitContext(repo, branch, commit string) (string, string, error) {
 	}
 	return "git://" + rest + "#refs/heads/" + branch + "#" + commit, scheme, nil
 }
+
+// Exit codes of cmd/kiln-build: the only thing of a failed build the manager
+// reports (with the Job to read the log of), as the stage that failed. The
+// message is the tenant's log, which the manager never reads.
+const (
+	BuildExitFailed     = 1  // anything not classified below
+	BuildExitUsage      = 2  // the Job's arguments or mounted Secrets are unusable
+	BuildExitURLRefused = 3  // the repository URL or its host is refused
+	BuildExitFetch      = 4  // fetching the commit failed
+	BuildExitUnsafe     = 5  // the checkout holds a path that reaches outside it
+	BuildExitBuild      = 6  // building the image failed
+	BuildExitPush       = 7  // pushing the image failed
+	BuildExitSuperseded = 8  // the branch moved past the commit; a later push builds it
+	BuildExitDeadline   = 9  // the build ran out of time
+	BuildExitTooLarge   = 10 // the repository is larger than the fetch may write
+)
+
+// BuildExitStage names what failed for a kiln-build exit code.
+func BuildExitStage(code int32) string {
+	switch code {
+	case BuildExitUsage:
+		return "the build's arguments or Secrets"
+	case BuildExitURLRefused:
+		return "the repository URL check"
+	case BuildExitFetch:
+		return "fetching the commit"
+	case BuildExitUnsafe:
+		return "the checkout check (a file reaches outside the repository)"
+	case BuildExitBuild:
+		return "building the image"
+	case BuildExitPush:
+		return "pushing the image"
+	case BuildExitDeadline:
+		return "the build's deadline"
+	case BuildExitTooLarge:
+		return "the repository size limit"
+	}
+	return "the build"
+}

@@ -82,24 +82,13 @@ func escapes(rel string, lookup func(string) node) bool {
 // copy: a symlink whose target resolves outside dir (absolute or relative, also
 // through other symlinks), a hard link (a file with more than one name could be
 // a name for a file outside), a device, FIFO or socket, and a .gitmodules
-// submodule at a file:// URL or a local path. .git is skipped, as the build does.
-func VerifyDir(dir string) error {
+// submodule at a file:// URL or a local path. .git is skipped, as the build does,
+// and so is what skip says (paths an ignore file leaves out of the build; nil
+// skips nothing).
+func VerifyDir(dir string, skip func(rel string, isDir bool) bool) error {
 	root, err := filepath.Abs(dir)
 	if err != nil {
 		return err
-	}
-	lookup := func(rel string) node {
-		st, err := os.Lstat(filepath.Join(root, filepath.FromSlash(rel)))
-		if err != nil {
-			return node{}
-		}
-		n := node{exists: true, dir: st.IsDir()}
-		if st.Mode()&fs.ModeSymlink != 0 {
-			n.isLink = true
-			n.link, _ = os.Readlink(filepath.Join(root, filepath.FromSlash(rel)))
-			n.link = filepath.ToSlash(n.link)
-		}
-		return n
 	}
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -113,41 +102,86 @@ func VerifyDir(dir string) error {
 		if d.IsDir() && d.Name() == ".git" {
 			return filepath.SkipDir
 		}
+		if skip != nil && skip(rel, d.IsDir()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		info, err := d.Info()
 		if err != nil {
 			return err
 		}
-		m := info.Mode()
-		switch {
-		case m&fs.ModeSymlink != 0:
-			if escapes(rel, lookup) {
-				return &UnsafeError{Path: rel, Reason: "a symlink whose target resolves outside the source"}
-			}
-		case m&fs.ModeDevice != 0 || m&fs.ModeCharDevice != 0:
-			return &UnsafeError{Path: rel, Reason: "a device"}
-		case m&fs.ModeNamedPipe != 0:
-			return &UnsafeError{Path: rel, Reason: "a FIFO"}
-		case m&fs.ModeSocket != 0:
-			return &UnsafeError{Path: rel, Reason: "a socket"}
-		case m.IsRegular():
-			if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
-				return &UnsafeError{Path: rel, Reason: fmt.Sprintf("a hard link (%d names for one file)", st.Nlink)}
-			}
-		case m.IsDir():
-		default:
-			return &UnsafeError{Path: rel, Reason: "not a regular file, directory or symlink"}
-		}
-		return nil
+		return CheckEntry(root, rel, info)
 	})
 	if err != nil {
 		return err
 	}
-	if data, err := os.ReadFile(filepath.Join(root, ".gitmodules")); err == nil {
-		return verifyModules(data)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
+	return VerifyModulesFile(root)
+}
+
+// CheckEntry applies VerifyDir's rule to one entry of root: rel is its slash
+// path, info its Lstat.
+func CheckEntry(root, rel string, info fs.FileInfo) error {
+	m := info.Mode()
+	switch {
+	case m&fs.ModeSymlink != 0:
+		if escapes(rel, diskLookup(root)) {
+			return &UnsafeError{Path: rel, Reason: "a symlink whose target resolves outside the source"}
+		}
+	case m&fs.ModeDevice != 0 || m&fs.ModeCharDevice != 0:
+		return &UnsafeError{Path: rel, Reason: "a device"}
+	case m&fs.ModeNamedPipe != 0:
+		return &UnsafeError{Path: rel, Reason: "a FIFO"}
+	case m&fs.ModeSocket != 0:
+		return &UnsafeError{Path: rel, Reason: "a socket"}
+	case m.IsRegular():
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			return &UnsafeError{Path: rel, Reason: fmt.Sprintf("a hard link (%d names for one file)", st.Nlink)}
+		}
+	case m.IsDir():
+	default:
+		return &UnsafeError{Path: rel, Reason: "not a regular file, directory or symlink"}
 	}
 	return nil
+}
+
+// VerifyModulesFile checks root's .gitmodules, if it has one (and refuses one
+// that is itself a link out).
+func VerifyModulesFile(root string) error {
+	p := filepath.Join(root, ".gitmodules")
+	st, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return &UnsafeError{Path: ".gitmodules", Reason: "not a regular file"}
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	return verifyModules(data)
+}
+
+func diskLookup(root string) func(string) node {
+	return func(rel string) node {
+		p := filepath.Join(root, filepath.FromSlash(rel))
+		st, err := os.Lstat(p)
+		if err != nil {
+			return node{}
+		}
+		n := node{exists: true, dir: st.IsDir()}
+		if st.Mode()&fs.ModeSymlink != 0 {
+			n.isLink = true
+			target, _ := os.Readlink(p)
+			n.link = filepath.ToSlash(target)
+		}
+		return n
+	}
 }
 
 // VerifyTree refuses a commit's tree before anything of it is written to disk,

@@ -59,7 +59,7 @@ func TestVerifyDir(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tc.setup(t, dir)
-			err := source.VerifyDir(dir)
+			err := source.VerifyDir(dir, nil)
 			if tc.path == "" {
 				if err != nil {
 					t.Fatal(err)
