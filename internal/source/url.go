@@ -41,8 +41,10 @@ type RepositoryURL struct {
 	Port string
 	// User is the SSH user (git@...), "" for https.
 	User string
-	// Path is the repository's path on the host, starting with "/".
-	Path string
+	// Path is the repository's path on the host, starting with "/", decoded;
+	// rawPath its encoding when that is not the default one (url.URL's RawPath).
+	Path    string
+	rawPath string
 }
 
 // String is the URL to fetch.
@@ -54,7 +56,7 @@ func (u RepositoryURL) String() string {
 	if u.Port != "" {
 		host += ":" + u.Port
 	}
-	out := url.URL{Scheme: u.Scheme, Host: host, Path: u.Path}
+	out := url.URL{Scheme: u.Scheme, Host: host, Path: u.Path, RawPath: u.rawPath}
 	if u.User != "" {
 		out.User = url.User(u.User)
 	}
@@ -111,7 +113,12 @@ func ParseRepositoryURL(raw string) (RepositoryURL, error) {
 	if u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return RepositoryURL{}, errors.New("the repository URL must be scheme://host/path, without query or fragment")
 	}
-	out := RepositoryURL{Scheme: scheme, Host: strings.ToLower(u.Hostname()), Port: u.Port(), Path: u.EscapedPath()}
+	out := RepositoryURL{Scheme: scheme, Host: strings.ToLower(u.Hostname()), Port: u.Port(), Path: u.Path}
+	// Keep an encoding only where it differs from the default one and is a valid
+	// one (url.Parse keeps any raw input, even one it would not write).
+	if esc := u.EscapedPath(); esc != (&url.URL{Path: u.Path}).EscapedPath() {
+		out.rawPath = esc
+	}
 	if u.User != nil {
 		_, hasPassword := u.User.Password()
 		switch {
