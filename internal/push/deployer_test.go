@@ -36,4 +36,3 @@ func TestEnqueue(t *testing.T) {
 		t.Errorf("queue length %d, want 2 (one entry per object)", n)
 	}
 }
-

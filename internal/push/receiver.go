@@ -22,8 +22,8 @@ const DefaultMaxBody = 1 << 20
 // Request is a verified push for one target.
 type Request struct {
 	Target Target
-	// Commit is the head the event announced; the build fetches the branch's
-	// current head, which is this one or a later one.
+	// Commit is the head the event announced, which the build Job builds if
+	// the branch still points at it (a later push builds a later head).
 	Commit   string
 	Provider Provider
 	Delivery string

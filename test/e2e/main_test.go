@@ -104,7 +104,7 @@ func (m *managerProcess) start() error {
 		Push: manager.PushOptions{Enabled: true, AllowedHosts: []string{"127.0.0.1"},
 			Server: pushdeploy.ServerOptions{Addr: m.push, CertDir: webhooks.CertDir},
 			Build:  pushdeploy.Options{BuildImage: "kiln-build:e2e"}},
-		Sweep:    manager.SweepOptions{MetricsAddr: m.sweepMetrics, MetricsURL: "http://" + m.sweepMetrics, LogInterval: 2 * time.Second},
+		Sweep: manager.SweepOptions{MetricsAddr: m.sweepMetrics, MetricsURL: "http://" + m.sweepMetrics, LogInterval: 2 * time.Second},
 	})
 	if err != nil {
 		return err
