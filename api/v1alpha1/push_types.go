@@ -75,7 +75,10 @@ const (
 	ReasonBuildStarted   = "BuildStarted"
 	ReasonBuildSucceeded = "BuildSucceeded"
 	ReasonBuildFailed    = "BuildFailed"
-	ReasonDeployed       = "Deployed"
+	// ReasonBuildSuperseded: the branch moved past the pushed commit before the
+	// build fetched it; the later push builds the newer head.
+	ReasonBuildSuperseded = "BuildSuperseded"
+	ReasonDeployed        = "Deployed"
 )
 
 // SourceStatus is what push-to-deploy last did for an object.

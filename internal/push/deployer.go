@@ -217,7 +217,7 @@ func (d *Deployer) Deploy(ctx context.Context, r Request) {
 	ref, job, err := d.build(ctx, obj, cfg, r.Commit)
 	switch {
 	case errors.Is(err, errSuperseded):
-		d.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonBuildSucceeded, "Build",
+		d.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonBuildSuperseded, "Build",
 			"branch %s moved past %s before build Job %s fetched it; the later push builds its head", cfg.Branch, short(r.Commit), job)
 		return
 	case err != nil:
