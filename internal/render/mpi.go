@@ -71,7 +71,7 @@ if ! id -un >/dev/null 2>&1; then
   echo "kiln: framework mpi needs a user in the image's /etc/passwd for uid $(id -u): ssh and sshd look it up" >&2
   exit 1
 fi
-ssh-keygen -q -t ed25519 -N "" -f ` + SSHDDir + `/ssh_host_ed25519_key
+[ -f ` + SSHDDir + `/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N "" -f ` + SSHDDir + `/ssh_host_ed25519_key
 if [ "$KILN_NODE_RANK" != 0 ]; then
   exec /usr/sbin/sshd -D -e -f ` + SSHDir + `/` + sshdConfigKey + `
 fi

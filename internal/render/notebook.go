@@ -289,6 +289,11 @@ func (r *nbRenderer) statefulSet() (*appsv1.StatefulSet, error) {
 	if spec.Resources.GPUs > 0 && r.opts.RuntimeClassName != "" {
 		pod.RuntimeClassName = ptr.To(r.opts.RuntimeClassName)
 	}
+	var annotations map[string]string
+	if shm := spec.SharedMemory; shm != nil && shm.IsZero() {
+		// Kiln's pod webhook would otherwise add the /dev/shm the user turned off.
+		annotations = map[string]string{AnnotationSharedMemory: SharedMemoryOff}
+	}
 	replicas := int32(1)
 	if spec.Stopped {
 		replicas = 0
@@ -304,7 +309,7 @@ func (r *nbRenderer) statefulSet() (*appsv1.StatefulSet, error) {
 			// when the template is fixed.
 			PodManagementPolicy: appsv1.ParallelPodManagement,
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: r.labels()},
+				ObjectMeta: metav1.ObjectMeta{Labels: r.labels(), Annotations: annotations},
 				Spec:       pod,
 			},
 		},
