@@ -365,9 +365,26 @@ type PodTemplateOverlay struct {
 	// +kubebuilder:validation:MaxLength=253
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 
-	// securityContext of the pods.
+	// securityContext of the pods: the fields set here replace Kiln's, which are
+	// runAsNonRoot, the RuntimeDefault seccomp profile and fsGroup 65532 (the group
+	// that owns Kiln's volumes and can read the MPI key). runAsUser is the image's
+	// unless set here. Running as root and an Unconfined seccomp profile are
+	// refused unless an administrator allowed them.
 	// +optional
 	SecurityContext *corev1.PodSecurityContext `json:"securityContext,omitempty"`
+
+	// containerSecurityContext is merged into the training container's security
+	// context, field by field. Kiln's meets the restricted Pod Security profile:
+	// runAsNonRoot, allowPrivilegeEscalation false, capabilities.drop [ALL] and the
+	// RuntimeDefault seccomp profile. Set runAsUser for an image without a non-root
+	// USER, or capabilities.add for what the code needs (such as IPC_LOCK for
+	// RDMA); ALL stays dropped. Capabilities other than NET_BIND_SERVICE,
+	// privileged, allowPrivilegeEscalation, running as root, an Unconfined seccomp
+	// profile and an unmasked /proc are refused at admission unless an
+	// administrator allowed them (the manager's --allow-capabilities,
+	// --allow-privileged and --allow-root).
+	// +optional
+	ContainerSecurityContext *corev1.SecurityContext `json:"containerSecurityContext,omitempty"`
 
 	// volumes are added to the pods; names starting with kiln- are reserved.
 	// +optional

@@ -149,12 +149,15 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := admitter.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up gang admission: %w", err)
 	}
+	// Every kind's pods are injected as they are rendered, so none of Kiln's pods
+	// waits for (or fails without) its pod webhook.
+	inject := func(t *corev1.PodTemplateSpec) { webhook.InjectTemplate(t, o.Webhooks.Injection) }
 	err = (&trainingjob.Reconciler{
 		Client:     mgr.GetClient(),
 		APIReader:  mgr.GetAPIReader(),
 		Logs:       pods,
 		FetchImage: o.FetchImage,
-		Inject:     func(t *corev1.PodTemplateSpec) { webhook.InjectTemplate(t, o.Webhooks.Injection) },
+		Inject:     inject,
 		PlaceNew:   admitter.PlaceNew,
 		Recorder:   mgr.GetEventRecorder("kiln-trainingjob"),
 		Clock:      clock.RealClock{},
@@ -168,6 +171,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("kiln-notebook"),
 		Clock:     clock.RealClock{},
+		Inject:    inject,
+		Policy:    o.Policy,
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the Notebook controller: %w", err)
@@ -184,6 +189,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Namespace:  orDefault(o.Namespace, "kiln-system"),
 		FetchImage: o.FetchImage,
 		Gateway:    &modelserver.GatewayDetector{Discovery: disco, Clock: clock.RealClock{}, TTL: 10 * time.Second},
+		Inject:     inject,
+		Policy:     o.Policy,
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the ModelServer controller: %w", err)

@@ -135,7 +135,7 @@ func admitTrainingJob(ctx context.Context, c Cluster, tj *v1alpha1.TrainingJob) 
 		}
 	}
 	errs, warnings := checkTrainingJob(tj, facts)
-	return append(errs, c.Policy.TrainingJobSpec(&tj.Spec, field.NewPath("spec"))...), warnings, nil
+	return errs, warnings, nil
 }
 
 func pvcClaim(uri string) (string, bool) {

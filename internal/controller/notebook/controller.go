@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/validation"
 )
 
 // volumeRetry is how often a notebook waiting for a volume looks again; a new
@@ -54,6 +55,15 @@ type Reconciler struct {
 	Activity ActivitySource
 	// RuntimeClassName is set on GPU pods when the cluster needs one.
 	RuntimeClassName string
+	// Inject applies the pod webhook's injection (sidecars, and the annotation
+	// that says it was applied) to the StatefulSet's pod template, so the pod is
+	// created complete without a call to Kiln's pod webhook: a notebook restarts
+	// and reschedules while the manager is down. nil leaves the pod to the webhook.
+	Inject func(*corev1.PodTemplateSpec)
+	// Policy is what the administrator lets notebooks ask of the hosts; it is
+	// checked again here, not only at admission, so a notebook created while the
+	// webhook was off still cannot.
+	Policy validation.Policy
 }
 
 // Verbs are exactly those the controller uses; the cached client needs list and
