@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -280,4 +281,25 @@ func TestDoctorGPUFindings(t *testing.T) {
 	printFindings(&out, gpuFindings(nodes, controlplane.GPUResource))
 	printFindings(&out, gpuFindings(nodes[4:], controlplane.GPUResource))
 	golden(t, "doctor-gpus.golden.txt", out.String())
+}
+
+// doctor reads the webhook's table: rancher.io/local-path makes ReadWriteOnce volumes.
+func TestDoctorStorageFindings(t *testing.T) {
+	class := func(name, provisioner string) storagev1.StorageClass {
+		return storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Provisioner: provisioner}
+	}
+	for _, tc := range []struct {
+		classes []storagev1.StorageClass
+		want    string
+	}{
+		{[]storagev1.StorageClass{class("local-path", "rancher.io/local-path")}, "! no ReadWriteMany storage class found\n"},
+		{[]storagev1.StorageClass{class("nfs", "nfs.csi.k8s.io"), class("local-path", "rancher.io/local-path")}, "✓ ReadWriteMany storage: nfs (nfs.csi.k8s.io)\n"},
+		{[]storagev1.StorageClass{class("odd", "example.com/odd")}, "- storage classes of unknown access modes: odd (example.com/odd)\n"},
+	} {
+		var out bytes.Buffer
+		printFindings(&out, storageFindings(tc.classes))
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("storage findings lack %q:\n%s", tc.want, out.String())
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/placement"
+	"kiln.dev/kiln/internal/storage"
 )
 
 // KnownGPUResources are the extended resources GPU device plugins advertise, in
@@ -26,18 +27,7 @@ func KnownGPUResources() []corev1.ResourceName {
 
 // AnnotationAccessModes on a StorageClass lists the access modes its volumes
 // support, comma-separated, for provisioners Kiln does not know.
-const AnnotationAccessModes = "kiln.dev/access-modes"
-
-// readWriteOnceProvisioners make block volumes, which one node mounts at a time.
-func readWriteOnceProvisioners() []string {
-	return []string{
-		"ebs.csi.aws.com", "kubernetes.io/aws-ebs",
-		"pd.csi.storage.gke.io", "kubernetes.io/gce-pd",
-		"disk.csi.azure.com", "kubernetes.io/azure-disk",
-		"cinder.csi.openstack.org", "kubernetes.io/cinder",
-		"rancher.io/local-path", "topolvm.io",
-	}
-}
+const AnnotationAccessModes = storage.AnnotationAccessModes
 
 // defaultTrainingJob picks the GPU resource the nodes advertise when the job
 // names none, so `gpus: 8` works on an AMD or Intel cluster as on an NVIDIA one.
@@ -301,11 +291,9 @@ func storageClass(classes []storagev1.StorageClass, name *string) *storagev1.Sto
 	return nil
 }
 
+// readWriteOnceOnly reads the table doctor shares, so both name the same classes.
 func readWriteOnceOnly(c *storagev1.StorageClass) bool {
-	if modes, ok := c.Annotations[AnnotationAccessModes]; ok {
-		return !slices.Contains(strings.Split(strings.ReplaceAll(modes, " ", ""), ","), string(corev1.ReadWriteMany))
-	}
-	return slices.Contains(readWriteOnceProvisioners(), c.Provisioner)
+	return storage.ClassModes(c) == storage.ReadWriteOnceOnly
 }
 
 func gpuResourceOf(spec *v1alpha1.TrainingJobSpec) string {
