@@ -76,7 +76,7 @@ volume and restarts the whole gang from the latest checkpoint when a worker fail
 	f.StringVarP(&o.File, "filename", "f", "", "create the TrainingJob in this manifest (- for standard input) instead of from flags")
 	f.StringVar(&o.Image, "image", "", "container image with the training code")
 	f.StringVar(&o.GPUs, "gpus", "0", "GPUs for the whole job; Kiln chooses how many nodes")
-	f.StringVar(&o.GPUResource, "gpu-resource", v1alpha1.DefaultGPUResource, "extended resource that counts GPUs")
+	f.StringVar(&o.GPUResource, "gpu-resource", "", "extended resource that counts GPUs (default: left to the cluster, which picks the one its nodes advertise, "+v1alpha1.DefaultGPUResource+" first)")
 	f.StringVar(&o.Framework, "framework", "none", "none, pytorch, mpi or jax")
 	f.StringVar(&o.CPU, "cpu", "", "CPU per process, e.g. 4")
 	f.StringVar(&o.Memory, "memory", "", "memory per process, e.g. 32Gi")
