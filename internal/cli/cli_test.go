@@ -303,3 +303,40 @@ func TestDoctorStorageFindings(t *testing.T) {
 		}
 	}
 }
+
+// Offline export warns as the webhook would on nodes of --node-gpus GPUs.
+func TestExportWarnsAsAdmissionDoes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, spec string) string {
+		path := filepath.Join(dir, name)
+		doc := "apiVersion: kiln.dev/v1alpha1\nkind: TrainingJob\nmetadata:\n  name: j\n  namespace: ns\nspec:\n  image: registry.example/x:1\n  command: [python, train.py]\n" + spec
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for _, tc := range []struct {
+		name, spec, want string
+	}{
+		{"uneven GPUs", "  resources:\n    gpus: 11\n  checkpoints:\n    size: 1Gi\n",
+			"Warning: 11 GPUs do not split evenly over 2 of these nodes"},
+		{"multi-node without checkpoints", "  resources:\n    gpus: 16\n",
+			"Warning: the job runs on 2 nodes without checkpoints"},
+		{"topology wider than needed", "  resources:\n    gpus: 8\n  topology:\n    nodes: 4\n    processesPerNode: 2\n  checkpoints:\n    size: 1Gi\n",
+			"Warning: spec.topology asks for 4 nodes × 2 GPUs, but 1 node(s) × 8 GPUs would hold the job"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, err := run(t, "export", "-f", write(tc.name+".yaml", tc.spec))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, errOut)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Errorf("export's warnings lack %q:\n%s", tc.want, errOut)
+			}
+		})
+	}
+	_, errOut, err := run(t, "export", "-f", write("rwo.yaml", "  resources:\n    gpus: 16\n  checkpoints:\n    size: 1Gi\n    accessMode: ReadWriteOnce\n"))
+	if err == nil || !strings.Contains(err.Error(), "spec.checkpoints.accessMode") {
+		t.Errorf("export of a 2-node job on a ReadWriteOnce volume: %v, want admission's refusal\n%s", err, errOut)
+	}
+}

@@ -329,3 +329,43 @@ func describe(shapes []NodeShape) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// WiderThanNeeded explains a chosen shape that uses more nodes than the fewest that could
+// hold its GPUs (a count that does not split evenly, such as 11 on 8-GPU nodes run
+// as 11 × 1), naming nearby counts that use fewer; "" when the shape is as narrow
+// as the GPUs allow. Admission and offline export give it as a warning.
+func WiderThanNeeded(gpus int32, s Shape, shapes []NodeShape) string {
+	shapes = usable(shapes)
+	if gpus <= 0 || len(shapes) == 0 {
+		return ""
+	}
+	largest := shapes[0].GPUsPerNode
+	fewest := (gpus + largest - 1) / largest
+	if s.Nodes <= fewest {
+		return ""
+	}
+	var total int32
+	for _, sh := range shapes {
+		total += sh.Count * sh.GPUsPerNode
+	}
+	var better []string
+	narrow := func(g int32) bool {
+		n, ok := evenSplit(g, shapes)
+		if ok && n <= (g+largest-1)/largest && n < s.Nodes {
+			better = append(better, fmt.Sprintf("%d GPUs (%s)", g, plural(n, "node")))
+			return true
+		}
+		return false
+	}
+	for g := gpus - 1; g >= 1 && !narrow(g); g-- {
+	}
+	for g := gpus + 1; g <= total && !narrow(g); g++ {
+	}
+	msg := fmt.Sprintf("%d GPUs do not split evenly over %d of these nodes (one worker pod per node, the same GPUs in each), so the job runs as %s: "+
+		"%d worker pods on as many nodes, with more traffic between them and a larger gang to schedule",
+		gpus, fewest, s.Summary(), s.Nodes)
+	if len(better) > 0 {
+		return msg + ". Fix: ask for " + strings.Join(better, " or ") + ", which use fewer nodes"
+	}
+	return msg + ". Fix: add nodes with more GPUs"
+}

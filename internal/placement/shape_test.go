@@ -267,3 +267,24 @@ func checkErr(t *testing.T, err error, want string) {
 		t.Fatalf("error %q, want it to contain %q", err, want)
 	}
 }
+
+func TestWiderThanNeeded(t *testing.T) {
+	p4d := []NodeShape{{Pool: "p4d", GPUsPerNode: 8, Count: 16}}
+	for _, tc := range []struct {
+		gpus int32
+		want string
+	}{
+		{8, ""},
+		{12, ""},
+		{11, "11 GPUs do not split evenly over 2 of these nodes (one worker pod per node, the same GPUs in each), so the job runs as 11x1: " +
+			"11 worker pods on as many nodes, with more traffic between them and a larger gang to schedule. Fix: ask for 10 GPUs (2 nodes) or 12 GPUs (2 nodes), which use fewer nodes"},
+	} {
+		s, err := Choose(tc.gpus, gpu, p4d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := WiderThanNeeded(tc.gpus, s, p4d); got != tc.want {
+			t.Errorf("WiderThanNeeded(%d, %s) = %q, want %q", tc.gpus, s.Summary(), got, tc.want)
+		}
+	}
+}

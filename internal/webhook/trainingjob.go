@@ -128,6 +128,23 @@ func admitTrainingJob(ctx context.Context, c Cluster, tj *v1alpha1.TrainingJob) 
 	return append(errs, c.Policy.TrainingJobSpec(&tj.Spec, field.NewPath("spec"))...), warnings, nil
 }
 
+// CheckTrainingJobOn is admission's check of tj against the given nodes and
+// StorageClasses, taking every Secret and claim it refers to as present (only the
+// cluster can say). Offline `kubectl kiln export -f` prints its warnings, so an
+// export warns as the webhook would on such nodes.
+func CheckTrainingJobOn(tj *v1alpha1.TrainingJob, nodes []corev1.Node, classes []storagev1.StorageClass) (field.ErrorList, admission.Warnings) {
+	facts := trainingJobFacts{Nodes: nodes, StorageClasses: classes, Secrets: map[string]bool{}, Claims: map[string]bool{}}
+	for _, d := range tj.Spec.Data {
+		if d.SecretRef != nil {
+			facts.Secrets[d.SecretRef.Name] = true
+		}
+		if claim, ok := pvcClaim(d.URI); ok {
+			facts.Claims[claim] = true
+		}
+	}
+	return checkTrainingJob(tj, facts)
+}
+
 func pvcClaim(uri string) (string, bool) {
 	rest, ok := strings.CutPrefix(uri, "pvc://")
 	if !ok {
@@ -242,6 +259,11 @@ func checkShape(spec *v1alpha1.TrainingJobSpec, shapes []placement.NodeShape, p 
 		warnings = append(warnings, "the job does not fit the nodes present now: "+err.Error()+
 			". It waits until nodes join (for example through the cluster autoscaler)")
 		return errs, warnings, 0
+	}
+	if spec.Topology == nil {
+		if why := placement.WiderThanNeeded(spec.Resources.GPUs, shape, shapes); why != "" {
+			warnings = append(warnings, why)
+		}
 	}
 	if t := spec.Topology; t != nil && t.Nodes > 1 {
 		if best, err := placement.Choose(spec.Resources.GPUs, gpuResourceOf(spec), shapes); err == nil && best.Nodes < t.Nodes {
