@@ -17,6 +17,7 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/placement"
+	"kiln.dev/kiln/internal/render"
 	"kiln.dev/kiln/internal/storage"
 )
 
@@ -59,7 +60,8 @@ func newDoctorCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Comm
 		Short: "Check whether the cluster is ready for ML work: GPUs, device plugins, storage, Kiln, integrations",
 		Long: `Check the cluster the way an ML platform engineer would, and say how to fix what is missing:
 Kubernetes version, Kiln's API, nodes advertising GPUs (per pool, with GPU model and driver),
-the GPU device-plugin DaemonSet, a ReadWriteMany storage class for checkpoints, and the
+the GPU device-plugin DaemonSet, an "nvidia" RuntimeClass (which Kiln sets on TrainingJob GPU pods),
+a ReadWriteMany storage class for checkpoints, and the
 optional integrations Kiln uses when present (Kueue, Gateway API HTTPRoutes). KEDA, cert-manager
 and the ProvisioningRequest API are reported when present, as ones Kiln does not use yet.
 Exits non-zero when something blocks GPU training.`,
@@ -146,6 +148,15 @@ func diagnose(ctx context.Context, cs kubernetes.Interface, gpuResource corev1.R
 		out = append(out, finding{"warn", "no GPU device-plugin DaemonSet found",
 			"install the NVIDIA device plugin or GPU operator; nodes then advertise " + string(gpuResource) + " (simulated nodes advertise it without one)"})
 	}
+	// The fact the TrainingJob controller reads (render.NvidiaRuntimeClass).
+	if rc, err := cs.NodeV1().RuntimeClasses().Get(ctx, "nvidia", metav1.GetOptions{}); err == nil {
+		if name := render.NvidiaRuntimeClass(rc, gpuResource); name != "" {
+			out = append(out, finding{"ok", `RuntimeClass "nvidia" (handler nvidia): Kiln sets runtimeClassName: nvidia on TrainingJob pods that request ` + string(gpuResource), ""})
+		} else {
+			out = append(out, finding{"info", fmt.Sprintf(`RuntimeClass "nvidia" has handler %q; Kiln sets it only when the handler is nvidia and pods count nvidia.com/gpu`, rc.Handler), ""})
+		}
+	}
+
 	classes, err := cs.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err

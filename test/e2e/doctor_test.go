@@ -60,7 +60,7 @@ func checkDoctor(t *testing.T, out string, installed map[string]bool) {
 	}
 	for _, line := range strings.Split(out, "\n") {
 		if strings.Contains(line, "RuntimeClass") {
-			t.Errorf("doctor mentions a RuntimeClass, which no Kiln code sets: %q", line)
+			t.Errorf("no plane here has a RuntimeClass, yet doctor mentions one: %q", line)
 		}
 		if strings.HasPrefix(line, "✓") && !matchesAny(claims, line) {
 			t.Errorf("✓ line claims something not installed or not acted on: %q", line)
