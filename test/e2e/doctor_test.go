@@ -72,7 +72,10 @@ func checkDoctor(t *testing.T, out string, installed map[string]bool) {
 		case installed[in.name] && in.claim == nil:
 			want = "- " + in.name + " ("
 		case !installed[in.name] && in.claim != nil:
-			want = "- " + in.name + " not"
+			want = "- " + in.name + " "
+			if !regexp.MustCompile(`(?m)^- ` + regexp.QuoteMeta(in.name) + ` .*not (installed|served)`).MatchString(out) {
+				t.Errorf("%s is not installed, yet doctor does not say so:\n%s", in.name, out)
+			}
 		}
 		mentions := 0
 		for _, line := range strings.Split(out, "\n") {
