@@ -66,6 +66,11 @@ func (r *renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 		c.Command = append([]string{"/bin/sh", "-c", mpiEntrypoint, "kiln-mpi"}, spec.Command...)
 		c.Ports = []corev1.ContainerPort{{Name: "ssh", ContainerPort: MPISSHPort, Protocol: corev1.ProtocolTCP}}
 	}
+	if launchOf(spec, r.shape) == launchTorchrun {
+		// PET_NO_PYTHON (below) makes torchrun run the command as given, once per
+		// process, so `python train.py` and `python -m pkg` both work.
+		c.Command = append(append([]string{}, torchLauncher...), spec.Command...)
+	}
 
 	labels := overlay.Labels
 	if labels == nil {
@@ -228,6 +233,18 @@ func (r *renderer) env(overlay []corev1.EnvVar) []corev1.EnvVar {
 		env.set(nodeRank("PET_NODE_RANK"))
 		env.set(value("PET_MASTER_ADDR", r.host(0)))
 		env.set(value("PET_MASTER_PORT", strconv.Itoa(TorchMasterPort)))
+		switch launchOf(spec, r.shape) {
+		case launchTorchrun:
+			env.set(value("PET_NO_PYTHON", "1"))
+		case launchOnePerPod:
+			// What torchrun would give its one process, for code that calls
+			// init_process_group("env://") itself.
+			env.set(value("WORLD_SIZE", nodes))
+			env.set(nodeRank("RANK"))
+			env.set(value("LOCAL_RANK", "0"))
+			env.set(value("MASTER_ADDR", r.host(0)))
+			env.set(value("MASTER_PORT", strconv.Itoa(TorchMasterPort)))
+		}
 	case v1alpha1.FrameworkJAX:
 		// One JAX process per pod drives all of the pod's GPUs. JAX reads the
 		// address itself; code passes the other two to jax.distributed.initialize.

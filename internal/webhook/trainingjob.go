@@ -16,6 +16,7 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/placement"
+	"kiln.dev/kiln/internal/storage"
 )
 
 // KnownGPUResources are the extended resources GPU device plugins advertise, in
@@ -26,18 +27,7 @@ func KnownGPUResources() []corev1.ResourceName {
 
 // AnnotationAccessModes on a StorageClass lists the access modes its volumes
 // support, comma-separated, for provisioners Kiln does not know.
-const AnnotationAccessModes = "kiln.dev/access-modes"
-
-// readWriteOnceProvisioners make block volumes, which one node mounts at a time.
-func readWriteOnceProvisioners() []string {
-	return []string{
-		"ebs.csi.aws.com", "kubernetes.io/aws-ebs",
-		"pd.csi.storage.gke.io", "kubernetes.io/gce-pd",
-		"disk.csi.azure.com", "kubernetes.io/azure-disk",
-		"cinder.csi.openstack.org", "kubernetes.io/cinder",
-		"rancher.io/local-path", "topolvm.io",
-	}
-}
+const AnnotationAccessModes = storage.AnnotationAccessModes
 
 // defaultTrainingJob picks the GPU resource the nodes advertise when the job
 // names none, so `gpus: 8` works on an AMD or Intel cluster as on an NVIDIA one.
@@ -136,6 +126,23 @@ func admitTrainingJob(ctx context.Context, c Cluster, tj *v1alpha1.TrainingJob) 
 	}
 	errs, warnings := checkTrainingJob(tj, facts)
 	return errs, warnings, nil
+}
+
+// CheckTrainingJobOn is admission's check of tj against the given nodes and
+// StorageClasses, taking every Secret and claim it refers to as present (only the
+// cluster can say). Offline `kubectl kiln export -f` prints its warnings, so an
+// export warns as the webhook would on such nodes.
+func CheckTrainingJobOn(tj *v1alpha1.TrainingJob, nodes []corev1.Node, classes []storagev1.StorageClass) (field.ErrorList, admission.Warnings) {
+	facts := trainingJobFacts{Nodes: nodes, StorageClasses: classes, Secrets: map[string]bool{}, Claims: map[string]bool{}}
+	for _, d := range tj.Spec.Data {
+		if d.SecretRef != nil {
+			facts.Secrets[d.SecretRef.Name] = true
+		}
+		if claim, ok := pvcClaim(d.URI); ok {
+			facts.Claims[claim] = true
+		}
+	}
+	return checkTrainingJob(tj, facts)
 }
 
 func pvcClaim(uri string) (string, bool) {
@@ -253,6 +260,11 @@ func checkShape(spec *v1alpha1.TrainingJobSpec, shapes []placement.NodeShape, p 
 			". It waits until nodes join (for example through the cluster autoscaler)")
 		return errs, warnings, 0
 	}
+	if spec.Topology == nil {
+		if why := placement.WiderThanNeeded(spec.Resources.GPUs, shape, shapes); why != "" {
+			warnings = append(warnings, why)
+		}
+	}
 	if t := spec.Topology; t != nil && t.Nodes > 1 {
 		if best, err := placement.Choose(spec.Resources.GPUs, gpuResourceOf(spec), shapes); err == nil && best.Nodes < t.Nodes {
 			warnings = append(warnings, fmt.Sprintf(
@@ -301,11 +313,9 @@ func storageClass(classes []storagev1.StorageClass, name *string) *storagev1.Sto
 	return nil
 }
 
+// readWriteOnceOnly reads the table doctor shares, so both name the same classes.
 func readWriteOnceOnly(c *storagev1.StorageClass) bool {
-	if modes, ok := c.Annotations[AnnotationAccessModes]; ok {
-		return !slices.Contains(strings.Split(strings.ReplaceAll(modes, " ", ""), ","), string(corev1.ReadWriteMany))
-	}
-	return slices.Contains(readWriteOnceProvisioners(), c.Provisioner)
+	return storage.ClassModes(c) == storage.ReadWriteOnceOnly
 }
 
 func gpuResourceOf(spec *v1alpha1.TrainingJobSpec) string {

@@ -84,7 +84,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=services,verbs=list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=list;watch;create;patch;delete
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=list;create;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims;configmaps,verbs=list;watch
 
 // SetupWithManager registers the controller. Besides its children, a
@@ -228,10 +228,13 @@ func (r *Reconciler) steps(ctx context.Context, ms *v1alpha1.ModelServer) (ctrl.
 	if err := r.prune(ctx, ms, objs, gateway); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.observe(ctx, ms, objs, canaryProblem); err != nil {
+	routePending, err := r.observe(ctx, ms, objs, canaryProblem)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if ms.Spec.Canary != nil && !gateway {
+	// Without Gateway API, look for it again; with it, look again until a parent
+	// accepts the route (routes are not watched: their kind may not exist).
+	if ms.Spec.Canary != nil && (!gateway || routePending) {
 		return ctrl.Result{RequeueAfter: recheckGateway}, nil
 	}
 	return ctrl.Result{}, nil

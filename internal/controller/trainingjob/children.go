@@ -11,6 +11,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -119,6 +120,15 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 		return nil, nil
 	}
 	opts := render.Options{OwnerReferences: true, FetchImage: r.FetchImage}
+	if tj.Spec.Resources.GPUs > 0 {
+		rc := &nodev1.RuntimeClass{}
+		switch err := r.Client.Get(ctx, client.ObjectKey{Name: "nvidia"}, rc); {
+		case err == nil:
+			opts.RuntimeClassName = render.NvidiaRuntimeClass(rc, gpuResource(tj))
+		case !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("reading RuntimeClass nvidia: %w", err)
+		}
+	}
 	if tj.Spec.Framework == v1alpha1.FrameworkMPI {
 		// Passing the stored key back keeps it from being rotated under running workers.
 		secret := &corev1.Secret{}

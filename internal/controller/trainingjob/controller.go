@@ -89,6 +89,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims;secrets,verbs=list;watch;create
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
+// +kubebuilder:rbac:groups=node.k8s.io,resources=runtimeclasses,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

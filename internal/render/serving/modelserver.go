@@ -173,6 +173,13 @@ func ModelServer(ms *v1alpha1.ModelServer, opts Options) (Objects, error) {
 
 	stableMin, canaryMin := split(minR)
 	stableMax, canaryMax := split(maxR)
+	if !opts.GatewayAPI && pct > 0 && pct < 100 {
+		// The Service spreads requests over ready pods, so the ratio is the split:
+		// rather than give a 10 % canary half the requests at 1 + 1, grow the stable
+		// side at minimum scale as far as max allows.
+		stableMin, canaryMin = ratioSplit(minR, maxR, pct)
+		stableMax, canaryMax = max(stableMax, stableMin), max(canaryMax, canaryMin)
+	}
 	var objs Objects
 	var err error
 	if objs.Stable, err = r.track(TrackStable, ms.Spec.Model, ms.Spec.Runtime, stableMin, stableMax); err != nil {
@@ -228,6 +235,25 @@ func splitReplicas(n, pct int32, exact bool) (stable, canary int32) {
 	stable = n - canary
 	if stable < 1 {
 		stable = 1
+	}
+	return stable, canary
+}
+
+// ratioSplit is the split of between lo and hi pods whose canary share comes
+// closest to pct, the fewest pods on a tie. It looks no further than the size at
+// which the smaller side gets its first pod (10 for 10 %), so a 7 % canary runs
+// 13 + 1, not 93 + 7: past that, more pods buy only rounding.
+func ratioSplit(lo, hi, pct int32) (stable, canary int32) {
+	limit := max(lo, min(hi, max(int32(math.Round(100/float64(pct))), int32(math.Round(100/float64(100-pct))))))
+	best := math.Inf(1)
+	for n := lo; n <= limit; n++ {
+		c := min(max(int32(math.Round(float64(n)*float64(pct)/100)), 1), n-1)
+		if n == 1 {
+			c = 1 // one pod cannot split; the canary keeps it, as splitReplicas does
+		}
+		if e := math.Abs(float64(c)/float64(n)*100 - float64(pct)); e < best {
+			best, stable, canary = e, max(n-c, 1), c
+		}
 	}
 	return stable, canary
 }
