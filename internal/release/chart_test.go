@@ -167,4 +167,3 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
-
