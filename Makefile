@@ -8,11 +8,11 @@ TOOL = $(shell $(KILN) dev tools $(1) 2>/dev/null | cut -f2)
 
 all: build
 
-## dev: start the local Kiln (control plane, simulated GPU nodes, CRDs, manager) in the background
-##      and run every bundled example on it
+## dev: start the local Kiln (control plane, a real node where the machine allows it, simulated
+##      GPU nodes, CRDs, manager) in the background and run every bundled example on it; as root
+##      with apt, the first run installs the real node's Debian packages (hack/dev.sh)
 dev: build
-	bin/kubectl-kiln dev up
-	bin/kubectl-kiln dev examples
+	hack/dev.sh
 
 ## down: stop the local Kiln
 down: build
