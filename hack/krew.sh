@@ -7,8 +7,9 @@ base_url=${2:?usage: hack/krew.sh VERSION BASE_URL}
 cd "$(dirname "$0")/.."
 # Only this script's files are replaced: make release writes the rest of dist/ beside them.
 mkdir -p dist
-rm -rf dist/kubectl-kiln_* dist/kiln.yaml dist/linux_amd64 dist/darwin_arm64
-for plat in linux_amd64 darwin_arm64; do
+rm -rf dist/kubectl-kiln_* dist/kiln.yaml dist/linux_amd64 dist/linux_arm64 dist/darwin_arm64
+# darwin is left out until internal/controlplane builds there (it uses Linux-only syscalls).
+for plat in linux_amd64 linux_arm64; do
   dir=dist/$plat
   mkdir -p "$dir"
   GOOS=${plat%_*} GOARCH=${plat#*_} CGO_ENABLED=0 go build -trimpath -o "$dir/kubectl-kiln" ./cmd/kubectl-kiln
