@@ -4,15 +4,15 @@ SHELL := /bin/bash -o pipefail
 KILN := go run ./cmd/kubectl-kiln
 TOOL = $(shell $(KILN) dev tools $(1) 2>/dev/null | cut -f2)
 
-.PHONY: all dev down test unit tools generate verify lint build krew bench-fanout bench-placement bench-webhook bench-sweep ui
+.PHONY: all dev down test unit tools generate verify lint build krew images release bench-fanout bench-placement bench-webhook bench-sweep ui
 
 all: build
 
-## dev: start the local Kiln (control plane, simulated GPU nodes, CRDs, manager) in the background
-##      and run every bundled example on it
+## dev: start the local Kiln (control plane, a real node where the machine allows it, simulated
+##      GPU nodes, CRDs, manager) in the background and run every bundled example on it; as root
+##      with apt, the first run installs the real node's Debian packages (hack/dev.sh)
 dev: build
-	bin/kubectl-kiln dev up
-	bin/kubectl-kiln dev examples
+	hack/dev.sh
 
 ## down: stop the local Kiln
 down: build
@@ -43,11 +43,13 @@ tools:
 	hack/install-node-deps.sh
 	$(KILN) dev tools
 
-## generate: deepcopy code, CRDs and RBAC from the kubebuilder markers
+## generate: deepcopy code, CRDs and RBAC from the kubebuilder markers, and the Helm chart's
+##           copies of config/ (CRDs, RBAC, webhooks, serving ConfigMap; hack/chart)
 generate:
 	$(call TOOL,controller-gen) object paths=./api/...
 	$(call TOOL,controller-gen) crd rbac:roleName=kiln-manager paths=./... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	go run ./hack/chart
 
 ## verify: formatting, vet, and generated manifests in step with the code
 verify:
@@ -58,10 +60,25 @@ verify:
 		output:crd:artifacts:config=$$tmp/crd output:rbac:artifacts:config=$$tmp/rbac && \
 	diff -ru config/crd/bases $$tmp/crd && diff -u config/rbac/role.yaml $$tmp/rbac/role.yaml \
 	|| { echo "generated manifests are stale: run make generate"; exit 1; }
+	go run ./hack/chart -check
 
 ## lint: gofmt, go vet and golangci-lint (installed from the Go module proxy on first use)
 lint: verify
 	go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...
+
+## images: build Kiln's images (kiln-manager, kiln-fetch, kiln-build) for linux/amd64 and
+##         linux/arm64 with Kiln's own builder, push them and print their digests
+##         (REGISTRY=ghcr.io/you [TAG=v0.1.0])
+images:
+	@test -n "$(REGISTRY)" || { echo "make images needs REGISTRY=host[:port][/path]"; exit 1; }
+	go run ./hack/images -registry $(REGISTRY) -tag $(or $(TAG),dev)
+
+## release: the images (pushed), install.yaml and crds.yaml pinned by digest, the chart package,
+##          the kubectl-kiln archives with LICENSE, checksums and the krew manifest, in dist/
+##          (REGISTRY=… TAG=v0.1.0 [BASE_URL=https://…/releases/download/v0.1.0])
+release:
+	@test -n "$(REGISTRY)" -a -n "$(TAG)" || { echo "make release needs REGISTRY=… and TAG=v…"; exit 1; }
+	go run ./hack/release -registry $(REGISTRY) -tag $(TAG) $(if $(BASE_URL),-base-url $(BASE_URL))
 
 ## krew: release archives and the krew plugin manifest, in dist/ (VERSION=v0.1.0 BASE_URL=https://…)
 krew:

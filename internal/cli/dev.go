@@ -281,7 +281,7 @@ func newDevToolsCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			names := args
 			if len(names) == 0 {
-				names = append(append(append([]string{}, devtools.ControlPlaneTools...), devtools.NodeTools...), "controller-gen")
+				names = append(append(append([]string{}, devtools.ControlPlaneTools...), devtools.NodeTools...), "controller-gen", "helm")
 			}
 			src, err := sourceDir()
 			if err != nil {

@@ -41,6 +41,9 @@ type Tool struct {
 
 const kubeVersion = "v1.37.2"
 
+// helmVersion is what hack/tools/helm pins; the binary says it in `helm version`.
+const helmVersion = "v4.3.2"
+
 // kubeLDFlags make the components report their real version; built from modules they would say
 // v0.0.0-master and fail version-skew checks.
 const kubeLDFlags = "-X k8s.io/component-base/version.gitVersion=" + kubeVersion +
@@ -71,6 +74,8 @@ func Catalog() []Tool {
 		// The sandbox image of a real node, from a program of our own (hack/tools/pause).
 		{Name: "kiln-pause", Version: "v1", Module: "pause", Package: ".", About: "seconds", Env: []string{"CGO_ENABLED=0"}},
 		{Name: "controller-gen", Version: "v0.23.0", Module: "controller-gen", Package: "sigs.k8s.io/controller-tools/cmd/controller-gen", About: "under a minute"},
+		// Its own module: Helm's k8s.io dependencies are not the Kubernetes components'.
+		{Name: "helm", Version: helmVersion, Module: "helm", Package: "helm.sh/helm/v4/cmd/helm", About: "about 1.5 minutes", Env: []string{"CGO_ENABLED=0"}},
 	}
 }
 
@@ -237,8 +242,13 @@ func (c *Cache) key(t Tool, goVersion string) (string, error) {
 }
 
 func ldflags(t Tool) string {
-	if t.Module == "kubernetes" {
+	switch t.Module {
+	case "kubernetes":
 		return kubeLDFlags
+	case "helm":
+		// Built from its module, Helm would call itself v4.3, and charts that require a Helm
+		// version could not tell.
+		return "-X helm.sh/helm/v4/internal/version.version=" + helmVersion
 	}
 	return ""
 }

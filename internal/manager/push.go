@@ -15,7 +15,7 @@ import (
 	"kiln.dev/kiln/internal/webhook"
 )
 
-// PushServiceName is the Service in front of the push receiver (config/webhook/push-service.yaml).
+// PushServiceName is the Service in front of the push receiver (config/push/service.yaml).
 const PushServiceName = "kiln-push"
 
 // PushOptions configure push-to-deploy, which is off unless Enabled.

@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-// Push is off in config/default; the push component turns it on with its own
-// port, which the kiln-push Service routes to, and never the webhook port.
+// Push is off in config/default, with no Service; the push component turns it on with
+// its own port, which the kiln-push Service routes to, and never the webhook port.
 func TestPushComponent(t *testing.T) {
 	abs, err := filepath.Abs(filepath.Join("..", "..", "config"))
 	if err != nil {
@@ -30,7 +30,7 @@ func TestPushComponent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(overlay) })
-	k := "resources:\n- ../default\ncomponents:\n- ../components/push\n"
+	k := "resources:\n- ../default\ncomponents:\n- ../push\n"
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -73,12 +73,18 @@ func TestPushComponent(t *testing.T) {
 				_ = utilyaml.Unmarshal(b, svc)
 			}
 		}
-		if manager == nil || svc == nil {
-			t.Fatalf("%s: no manager Deployment or %s Service", tc.dir, PushServiceName)
+		if manager == nil {
+			t.Fatalf("%s: no manager Deployment", tc.dir)
 		}
 		c := manager.Spec.Template.Spec.Containers[0]
 		if got := slices.Contains(c.Args, "--push"); got != tc.push {
 			t.Errorf("%s: --push in the manager's args is %v, want %v: %v", tc.dir, got, tc.push, c.Args)
+		}
+		if (svc != nil) != tc.push {
+			t.Fatalf("%s: the %s Service exists: %v, want %v", tc.dir, PushServiceName, svc != nil, tc.push)
+		}
+		if svc == nil {
+			continue
 		}
 		port := svc.Spec.Ports[0].TargetPort.String()
 		found := false

@@ -56,7 +56,7 @@ func TestInstallManifestsApplyToARealAPIServer(t *testing.T) {
 		"clusterrole.rbac.authorization.k8s.io/kiln-manager", "deployment.apps/kiln-manager",
 		"mutatingwebhookconfiguration.admissionregistration.k8s.io/kiln-mutating-webhooks",
 		"validatingwebhookconfiguration.admissionregistration.k8s.io/kiln-validating-webhooks",
-		"service/kiln-webhook-service", "service/kiln-push",
+		"service/kiln-webhook-service", "poddisruptionbudget.policy/kiln-manager",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("applied objects lack %s:\n%s", want, out)

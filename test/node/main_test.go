@@ -1,7 +1,8 @@
 // Package node tests the local plane's real node: real pods under containerd and runc, pod
 // networking, Services through kube-proxy, DNS through CoreDNS, service-account tokens, logs and
 // shared volumes, on one shared plane per test binary. Tests skip when the machine cannot run a
-// real node (controlplane.DetectRealNode says why).
+// real node (controlplane.DetectRealNode says why), and fail instead where CI=true as root
+// (framework.SkipWithoutRealNode).
 package node
 
 import (
@@ -30,12 +31,18 @@ var (
 	// probeImage is test/node/probe as an image on the plane's local registry.
 	probeImage string
 	kubectl    string
+	// noNode is why this machine cannot run a real node, "" when it can.
+	noNode string
 )
 
 func TestMain(m *testing.M) {
-	if reason := controlplane.DetectRealNode(controlplane.HostProbes()); reason != "" {
-		fmt.Fprintln(os.Stderr, "skipping the real-node tests:", reason)
-		os.Exit(m.Run()) // every test skips itself: plane is nil
+	if noNode = framework.RealNodeMissing(); noNode != "" {
+		if framework.RealNodeRequired() {
+			fmt.Fprintln(os.Stderr, "the real-node tests cannot run, and CI=true as root requires them:", noNode)
+		} else {
+			fmt.Fprintln(os.Stderr, "skipping the real-node tests:", noNode)
+		}
+		os.Exit(m.Run()) // every test skips itself (fails, where required): plane is nil
 	}
 	os.Exit(run(m))
 }
@@ -85,7 +92,8 @@ func pushProbe() error {
 func needNode(t *testing.T) *kubernetes.Clientset {
 	t.Helper()
 	if plane == nil {
-		t.Skip("this machine cannot run a real node")
+		framework.SkipWithoutRealNode(t, noNode)
+		t.Fatal("the real-node plane did not start") // unreachable when noNode is set
 	}
 	cs, err := kubernetes.NewForConfig(plane.Config)
 	if err != nil {
