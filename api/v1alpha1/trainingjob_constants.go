@@ -22,6 +22,10 @@ const (
 const (
 	ReasonShapeChosen       = "ShapeChosen"
 	ReasonNoFittingShape    = "NoFittingShape"
+	// ReasonReferenceNotFound: a claim the job mounts (spec.data pvc://) does not exist
+	// in its namespace. The controller says so rather than admission, which would tell
+	// anyone allowed to create a TrainingJob which claims exist.
+	ReasonReferenceNotFound = "ReferenceNotFound"
 	ReasonWaitingForQueue   = "WaitingForQueue"
 	ReasonJobCreated        = "JobCreated"
 	ReasonWorkersStarting   = "WorkersStarting"

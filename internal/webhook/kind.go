@@ -46,7 +46,9 @@ func kinds() []registration {
 			Resource:       "modelservers",
 			Validate:       withPush(validation.ValidateModelServer),
 			ValidateUpdate: withPushUpdate(validation.ValidateModelServerUpdate),
-			Admit:          admitModelServer,
+			// No Admit: a trainingjob:// model that is missing or failed is the
+			// controller's ModelNotFound condition, not a refusal that would tell any
+			// creator whether TrainingJob X exists.
 		}),
 		register(&v1alpha1.Sweep{}, Kind[*v1alpha1.Sweep]{
 			Resource: "sweeps",
@@ -59,8 +61,9 @@ func kinds() []registration {
 type Cluster struct {
 	// Cached reads from the manager's informers: nodes, namespaces, StorageClasses.
 	Cached client.Reader
-	// Live reads from the API server, for objects the manager does not cache
-	// (users' Secrets and claims, read as metadata only).
+	// Live reads from the API server. Admission reads no namespaced object the
+	// request names (see admitTrainingJob); it is kept for handlers that need a
+	// cluster-scoped fact the cache does not hold.
 	Live client.Reader
 	// Policy is what the administrator lets Kiln objects ask of the hosts.
 	Policy validation.Policy
