@@ -39,7 +39,8 @@ import (
 // +kubebuilder:rbac:groups=kiln.dev,resources=modelservers,verbs=get;patch
 // +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=get;create
 // +kubebuilder:rbac:groups=kiln.dev,resources=modelservers/status;trainingjobs/status,verbs=patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// (No Secret reads: builds run as Jobs in the tenant namespace, which mount the Secrets
+// they need; see issue 21.)
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
