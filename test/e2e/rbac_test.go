@@ -2,16 +2,22 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/manager"
 	"kiln.dev/kiln/test/framework"
 )
@@ -160,4 +166,51 @@ func TestNamespaceRolesCoverKilnKinds(t *testing.T) {
 	if err := as("bob").Create(ctx, trainingJob(ns, "by-bob")); err == nil {
 		t.Errorf("a user with view in %s created a TrainingJob", ns)
 	}
+}
+
+// A TrainingJob naming a claim that does not exist is admitted (admission does not say
+// what exists) and waits with Admitted=False, ReferenceNotFound, naming the claim, and a
+// Warning Event; it starts once the claim is there. This was a webhook refusal once.
+func TestMissingClaimIsReportedByTheControllerNotAdmission(t *testing.T) {
+	ctx := context.Background()
+	c, ns := kilnClient(t), namespace(t)
+	tj := trainingJob(ns, "needs-shards")
+	tj.Spec.Data = []v1alpha1.DataInput{{Name: "shards", URI: "pvc://shards/train"}}
+	create(t, c, tj)
+	got := waitFor(t, c, tj, func(got *v1alpha1.TrainingJob) error {
+		if apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.TrainingJobAdmitted) == nil {
+			return errors.New("no Admitted condition yet")
+		}
+		return nil
+	})
+	cond := wantCondition(t, got, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonReferenceNotFound)
+	if !strings.Contains(cond.Message, "spec.data[0].uri: no PersistentVolumeClaim shards in namespace "+ns) {
+		t.Errorf("message %q does not name the missing claim", cond.Message)
+	}
+	framework.Eventually(t, timeout, func() error {
+		if len(events(t, ns, tj.Name, v1alpha1.ReasonReferenceNotFound)) == 0 {
+			return errors.New("no ReferenceNotFound Event yet")
+		}
+		return nil
+	})
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shards"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if err := c.Create(ctx, pvc); err != nil {
+		t.Fatal(err)
+	}
+	// The controller looks again within a minute (noShapeRetry).
+	framework.Eventually(t, 2*time.Minute, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(tj), got); err != nil {
+			return err
+		}
+		if got.Status.Shape == nil {
+			return fmt.Errorf("not started yet: %s", conditions(got))
+		}
+		return nil
+	})
 }
