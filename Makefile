@@ -26,6 +26,7 @@ test: tools verify ui
 	go test -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzTrainingJob -fuzztime=20s ./internal/validation
 	go test -run='^$$' -fuzz=FuzzAdmissionReview -fuzztime=10s ./internal/webhook
+	go test -run='^$$' -fuzz=FuzzRepositoryURL -fuzztime=20s ./internal/source
 
 ## ui: the Headlamp plugin (ui/headlamp-plugin): install, build, type-check, lint, component tests,
 ##     and the browser test's host shell; npm's cache (~/.npm) is reused between runs

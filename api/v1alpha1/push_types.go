@@ -21,10 +21,19 @@ const (
 	// AnnotationPushRegistrySecret names a kubernetes.io/dockerconfigjson Secret in
 	// the object's namespace with the credentials to push (and pull the base).
 	AnnotationPushRegistrySecret = "push.kiln.dev/registry-secret"
-	// AnnotationPushGitSecret names a kubernetes.io/basic-auth Secret in the
-	// object's namespace (username, password: a user and an access token) to
-	// fetch a private repository over HTTPS.
+	// AnnotationPushGitSecret names a Secret in the object's namespace, mounted
+	// into the build Job: kubernetes.io/basic-auth (username, password: a user and
+	// an access token) for HTTPS, or ssh-privatekey with known_hosts (the host's
+	// pinned key) for ssh://; an optional ca.crt for a private CA.
 	AnnotationPushGitSecret = "push.kiln.dev/git-secret"
+	// AnnotationPushServiceAccount names the ServiceAccount in the object's
+	// namespace that build Jobs run as (default: the namespace's "default"). Its
+	// token is not mounted into the build.
+	AnnotationPushServiceAccount = "push.kiln.dev/service-account"
+	// AnnotationPushDeliveries is written by Kiln: the ids of the latest push
+	// deliveries handled for the object, so that a replay is ignored whichever
+	// manager replica receives it.
+	AnnotationPushDeliveries = "push.kiln.dev/handled-deliveries"
 	// AnnotationPushBuild is how the commit is built: PushBuildSource (default)
 	// or PushBuildDockerfile.
 	AnnotationPushBuild = "push.kiln.dev/build"
@@ -41,8 +50,8 @@ const (
 	// LabelPushTemplate on a TrainingJob Kiln created for a push names the
 	// annotated TrainingJob it was copied from.
 	LabelPushTemplate = "kiln.dev/push-template"
-	// LabelPushBuild marks a Dockerfile build Job and its pods with the object
-	// it builds for (<kind>.<name>, lowercase).
+	// LabelPushBuild marks a build Job and its pods with the object it builds
+	// for (<kind>.<name>, lowercase).
 	LabelPushBuild = "kiln.dev/push-build"
 )
 
@@ -52,8 +61,9 @@ const PushWebhookSecretKey = "secret"
 
 // Build modes of AnnotationPushBuild.
 const (
-	// PushBuildSource: the manager fetches the commit and builds it as
-	// `kubectl kiln build` does: the source as layers on a base image.
+	// PushBuildSource: a build Job in the object's namespace runs kiln-build,
+	// which fetches the commit and builds it as `kubectl kiln build` does: the
+	// source as layers on a base image.
 	PushBuildSource = "source"
 	// PushBuildDockerfile: a build Job runs the configured builder image on the
 	// repository's Dockerfile.
@@ -65,7 +75,10 @@ const (
 	ReasonBuildStarted   = "BuildStarted"
 	ReasonBuildSucceeded = "BuildSucceeded"
 	ReasonBuildFailed    = "BuildFailed"
-	ReasonDeployed       = "Deployed"
+	// ReasonBuildSuperseded: the branch moved past the pushed commit before the
+	// build fetched it; the later push builds the newer head.
+	ReasonBuildSuperseded = "BuildSuperseded"
+	ReasonDeployed        = "Deployed"
 )
 
 // SourceStatus is what push-to-deploy last did for an object.

@@ -6,14 +6,27 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"kiln.dev/kiln/internal/manager"
+	"kiln.dev/kiln/internal/push"
+	"kiln.dev/kiln/internal/source"
 	"kiln.dev/kiln/internal/webhook"
 )
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 func main() {
 	var o manager.Options
@@ -42,10 +55,23 @@ func main() {
 	flag.StringVar(&o.Sweep.MetricsURL, "sweep-metrics-url", "", "base URL trials reach that address at, such as http://kiln-sweep-metrics.kiln-system.svc:8444")
 	flag.StringVar(&o.Sweep.MetricsCertDir, "sweep-metrics-cert-dir", "", "directory with tls.crt and tls.key to serve trials' pushes over HTTPS")
 	flag.DurationVar(&o.Sweep.LogInterval, "sweep-log-interval", 15*time.Second, "how often running trials' logs are read for kiln-metric lines; negative turns it off")
-	flag.BoolVar(&o.Push.Enabled, "push", true, "serve push-to-deploy's receiver (/push/github, /push/gitlab) on the webhook server; see docs/push-to-deploy.md")
+	flag.BoolVar(&o.Push.Enabled, "push", false, "serve push-to-deploy's receiver (/push/github, /push/gitlab) on --push-bind-address and run its build Jobs; see docs/push-to-deploy.md")
+	flag.StringVar(&o.Push.Server.Addr, "push-bind-address", push.DefaultAddr, "address of the push receiver's own HTTPS server (never the webhook port)")
+	flag.StringVar(&o.Push.Server.CertDir, "push-cert-dir", "", "serve the push receiver with tls.crt and tls.key from this folder; empty: the webhooks' certificate")
+	flag.StringVar(&o.Push.Build.BuildImage, "push-build-image", "", "image of cmd/kiln-build, which runs source builds as Jobs in the object's namespace; empty refuses source builds")
 	flag.StringVar(&o.Push.Build.BaseImage, "push-base-image", "", "base image of source builds whose object names none (default: per language)")
 	flag.StringVar(&o.Push.Build.BuilderImage, "push-builder-image", "", "image that runs Dockerfile builds, taking Kaniko's executor flags; empty refuses Dockerfile builds")
 	flag.BoolVar(&o.Push.Build.Insecure, "push-insecure-registry", false, "let builds push to registries over plain HTTP")
+	flag.DurationVar(&o.Push.Build.BuildTimeout, "push-build-timeout", 20*time.Minute, "deadline of a build Job")
+	flag.Func("push-allowed-hosts", "comma-separated repository hosts (host or host:port) exempt from the address checks, such as a Git server inside the cluster", func(v string) error {
+		o.Push.AllowedHosts = splitList(v)
+		return nil
+	})
+	flag.Func("push-denied-cidrs", "comma-separated ranges repository hosts may not resolve into: the cluster's Service and pod CIDRs (default "+strings.Join(source.DefaultDeniedCIDRs, ",")+"); loopback, link-local and unspecified addresses are always refused", func(v string) error {
+		o.Push.DeniedCIDRs = append([]string{}, splitList(v)...)
+		_, err := source.ParseCIDRs(o.Push.DeniedCIDRs)
+		return err
+	})
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"kiln.dev/kiln/internal/source"
 )
 
 // Project is what Detect found, and why.
@@ -62,6 +64,9 @@ type Options struct {
 	// Main is, for Go, the main package to build (e.g. "./cmd/server"); "" picks the only
 	// one there is.
 	Main string
+	// Timeout bounds the whole build (reading the source, compiling, pulling the base,
+	// pushing); 0 leaves only ctx's deadline.
+	Timeout time.Duration
 }
 
 // Result is a pushed image.
@@ -99,12 +104,30 @@ func DefaultBase(language string) string {
 // same digest whenever it is built.
 var epoch = time.Unix(0, 0).UTC()
 
-// Image builds the image for o.Dir without pushing it.
+// Image builds the image for o.Dir without pushing it. The source must stay inside
+// itself (source.VerifyDir): a symlink out of it, a hard link, a device, FIFO or
+// socket, or a local submodule fails the build with an error naming the path.
 func Image(ctx context.Context, o Options) (v1.Image, Project, error) {
 	o = o.withDefaults()
+	ctx, cancel := o.deadline(ctx)
+	defer cancel()
+	ign, err := readIgnore(o.Dir)
+	if err != nil {
+		return nil, Project{}, err
+	}
+	// What the ignore files leave out is never read, so it need not pass.
+	if err := source.VerifyDir(o.Dir, ign.skip); err != nil {
+		return nil, Project{}, err
+	}
 	p, err := Detect(o.Dir)
 	if err != nil {
 		return nil, Project{}, err
+	}
+	if p.Language == "go" {
+		// go build reads the module as it is, whatever the ignore files say.
+		if err := source.VerifyDir(o.Dir, nil); err != nil {
+			return nil, p, err
+		}
 	}
 	ep := "none (the workload must give its command)"
 	if len(p.Entrypoint) > 0 {
@@ -140,7 +163,7 @@ func Image(ctx context.Context, o Options) (v1.Image, Project, error) {
 		layer, err = goBinaryLayer(ctx, o.Dir, p.Main, p.Entrypoint[0], *plat, base == "scratch", layerMediaType(img))
 	default:
 		var files int
-		layer, files, err = sourceLayer(o.Dir, layerMediaType(img))
+		layer, files, err = sourceLayer(ctx, o.Dir, ign, layerMediaType(img))
 		if err == nil {
 			o.step("source layer: %d files under %s", files, AppDir)
 		}
@@ -171,6 +194,8 @@ func Image(ctx context.Context, o Options) (v1.Image, Project, error) {
 // Build builds the image for o.Dir and pushes it to o.Target.
 func Build(ctx context.Context, o Options) (Result, error) {
 	o = o.withDefaults()
+	ctx, cancel := o.deadline(ctx)
+	defer cancel()
 	if o.Target == "" {
 		return Result{}, fmt.Errorf("no target image: say where to push, e.g. registry.example/team/app:tag")
 	}
@@ -209,6 +234,14 @@ func (o Options) withDefaults() Options {
 		o.Dir = "."
 	}
 	return o
+}
+
+// deadline applies o.Timeout to ctx.
+func (o Options) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if o.Timeout > 0 {
+		return context.WithTimeout(ctx, o.Timeout)
+	}
+	return context.WithCancel(ctx)
 }
 
 func (o Options) step(format string, args ...any) {

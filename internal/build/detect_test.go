@@ -114,7 +114,9 @@ func TestIgnore(t *testing.T) {
 		{"train.py", false},
 	}
 	ig := &ignore{}
-	ig.add(rules)
+	if err := ig.add(rules); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range tests {
 		if got := ig.excludes(tt.path); got != tt.want {
 			t.Errorf("excludes(%q) = %v, want %v", tt.path, got, tt.want)

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +18,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+
+	"kiln.dev/kiln/internal/source"
 )
 
 // IgnoreFiles are read, in this order, for patterns of files to leave out of the image, with
@@ -32,12 +38,8 @@ type entry struct {
 }
 
 // sourceLayer lays the files of dir under /app.
-func sourceLayer(dir string, mt types.MediaType) (v1.Layer, int, error) {
-	ign, err := readIgnore(dir)
-	if err != nil {
-		return nil, 0, err
-	}
-	files, err := collect(dir, ign)
+func sourceLayer(ctx context.Context, dir string, ign *ignore, mt types.MediaType) (v1.Layer, int, error) {
+	files, err := collect(ctx, dir, ign)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -47,11 +49,14 @@ func sourceLayer(dir string, mt types.MediaType) (v1.Layer, int, error) {
 }
 
 // collect walks dir and returns the files the ignore patterns keep, relative to dir.
-func collect(dir string, ign *ignore) ([]entry, error) {
+func collect(ctx context.Context, dir string, ign *ignore) ([]entry, error) {
 	var out []entry
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("the build's deadline passed while reading the source: %w", err)
 		}
 		rel, err := filepath.Rel(dir, p)
 		if err != nil || rel == "." {
@@ -66,6 +71,10 @@ func collect(dir string, ign *ignore) ([]entry, error) {
 		}
 		info, err := d.Info()
 		if err != nil {
+			return err
+		}
+		// Checked again as it is read: the source may have changed since VerifyDir.
+		if err := source.CheckEntry(dir, rel, info); err != nil {
 			return err
 		}
 		switch {
@@ -89,6 +98,10 @@ func collect(dir string, ign *ignore) ([]entry, error) {
 		return nil
 	})
 	if err != nil {
+		var unsafe *source.UnsafeError
+		if errors.As(err, &unsafe) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("reading the source: %w", err)
 	}
 	return out, nil
@@ -189,96 +202,76 @@ func writeEntry(tw *tar.Writer, e entry) error {
 	return nil
 }
 
-// ignore holds .dockerignore-style patterns: the last pattern that matches a path (or one
-// of its parent directories) decides, and a leading "!" keeps what an earlier one left out.
+// ignore holds the ignore files' patterns, matched with Docker's own matcher
+// (github.com/moby/patternmatcher, which compiles each pattern to a regular
+// expression, so a pattern of many "**" takes linear time): the last pattern that
+// matches a path or one of its parent directories decides, and a leading "!"
+// keeps what an earlier one left out.
 type ignore struct {
-	patterns []pattern
+	patterns []string
+	pm       *patternmatcher.PatternMatcher
 }
 
-type pattern struct {
-	segs   []string
-	negate bool
-}
-
+// readIgnore reads dir's ignore files. Each must be a plain file: one that is a
+// link could be a name for something outside the source.
 func readIgnore(dir string) (*ignore, error) {
 	ign := &ignore{}
 	for _, name := range IgnoreFiles {
-		data, err := os.ReadFile(filepath.Join(dir, name))
+		p := filepath.Join(dir, name)
+		st, err := os.Lstat(p)
 		if os.IsNotExist(err) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		ign.add(string(data))
+		if !st.Mode().IsRegular() {
+			return nil, &source.UnsafeError{Path: name, Reason: "not a regular file"}
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := ign.add(string(data)); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	return ign, nil
 }
 
-func (ig *ignore) add(text string) {
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		p := pattern{}
-		if strings.HasPrefix(line, "!") {
-			p.negate, line = true, strings.TrimSpace(line[1:])
-		}
-		line = strings.TrimPrefix(path.Clean("/"+filepath.ToSlash(line)), "/")
-		if line == "" {
-			continue
-		}
-		p.segs = strings.Split(line, "/")
-		ig.patterns = append(ig.patterns, p)
+func (ig *ignore) add(text string) error {
+	patterns, err := ignorefile.ReadAll(strings.NewReader(text))
+	if err != nil {
+		return err
 	}
+	ig.patterns = append(ig.patterns, patterns...)
+	pm, err := patternmatcher.New(ig.patterns)
+	if err != nil {
+		return fmt.Errorf("a pattern does not parse: %w", err)
+	}
+	ig.pm = pm
+	return nil
 }
 
 // excludes reports whether rel (a slash path) is left out.
 func (ig *ignore) excludes(rel string) bool {
-	segs := strings.Split(rel, "/")
-	out := false
-	for _, p := range ig.patterns {
-		for n := 1; n <= len(segs); n++ {
-			if matchSegs(p.segs, segs[:n]) {
-				out = !p.negate
-				break
-			}
-		}
+	if ig == nil || ig.pm == nil {
+		return false
 	}
-	return out
+	out, err := ig.pm.MatchesOrParentMatches(filepath.FromSlash(rel))
+	return err == nil && out
 }
 
 // mayInclude reports whether a "!" pattern could keep something inside the excluded
-// directory rel, so the walk must look inside it.
-func (ig *ignore) mayInclude(rel string) bool {
-	for _, p := range ig.patterns {
-		if p.negate && (len(p.segs) > strings.Count(rel, "/")+1 || p.segs[0] == "**") {
-			return true
-		}
-	}
-	return false
+// directory rel, so the walk must look inside it (as Docker does: any exclusion does).
+func (ig *ignore) mayInclude(string) bool {
+	return ig != nil && ig.pm != nil && ig.pm.Exclusions()
 }
 
-// matchSegs matches path segments against pattern segments, where "**" stands for any
-// number of segments and other segments are path.Match patterns.
-func matchSegs(pat, segs []string) bool {
-	if len(pat) == 0 {
-		return len(segs) == 0
-	}
-	if pat[0] == "**" {
-		for i := 0; i <= len(segs); i++ {
-			if matchSegs(pat[1:], segs[i:]) {
-				return true
-			}
-		}
+// skip is VerifyDir's view of the ignore files: what the build leaves out.
+func (ig *ignore) skip(rel string, isDir bool) bool {
+	if !ig.excludes(rel) {
 		return false
 	}
-	if len(segs) == 0 {
-		return false
-	}
-	if ok, err := path.Match(pat[0], segs[0]); err != nil || !ok {
-		return false
-	}
-	return matchSegs(pat[1:], segs[1:])
+	return !isDir || !ig.mayInclude(rel)
 }

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/controlplane"
@@ -78,7 +80,11 @@ func TestBadInputIsOneLineThatSaysWhatToDo(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"get", "notebooks2"}, `unknown kind "notebooks2": Kiln's kinds are trainingjobs (tj)`},
+		{[]string{"delete", "modelservr", "resnet"}, `unknown kind "modelservr": Kiln's kinds are trainingjobs (tj), sweeps (sw), modelservers (ms), notebooks (nb)`},
+		{[]string{"delete", "modelservr/resnet"}, `unknown kind "modelservr" in "modelservr/resnet"`},
+		{[]string{"delete", "modelserver"}, "name the modelservers to delete"},
+		{[]string{"get", "-o", "jsonpath={.items[0"}, "bad jsonpath template"},
+		{[]string{"get", "-o", "table"}, `unknown output format "table"`},
 		{[]string{"train", "--gpus", "8"}, "--image is required"},
 		{[]string{"train", "--image", "x", "--gpus", "eight"}, `--gpus "eight" is not a whole number`},
 		{[]string{"train", "--image", "x", "--gpus", "-2"}, "--gpus must not be negative"},
@@ -123,15 +129,65 @@ func runningJob() *v1alpha1.TrainingJob {
 func TestGetTable(t *testing.T) {
 	done := runningJob()
 	done.Name, done.Status.State, done.Status.Shape = "bert", "Succeeded", &v1alpha1.ShapeStatus{Nodes: 1, ProcessesPerNode: 8}
-	items := []v1alpha1.TrainingJob{*runningJob(), *done}
+	items := []client.Object{runningJob(), done}
 	for _, o := range []GetOptions{{}, {Output: "wide", AllNamespaces: true}, {Output: "name"}} {
 		var out bytes.Buffer
+		o.Kinds = []kindInfo{kindOf("trainingjobs")}
 		o.now = func() time.Time { return t0.Add(90 * time.Minute) }
 		o.streams = genericiooptions.IOStreams{Out: &out, ErrOut: &out}
 		if err := o.print(&out, items); err != nil {
 			t.Fatal(err)
 		}
 		golden(t, "get-"+map[string]string{"": "table", "wide": "wide", "name": "name"}[o.Output]+".golden.txt", out.String())
+	}
+}
+
+// One object of every kind, as get with no kind prints them: each kind its own table, rows
+// named kind/name; and as -o jsonpath reads them.
+func TestGetAllKinds(t *testing.T) {
+	sw := &v1alpha1.Sweep{ObjectMeta: metav1.ObjectMeta{Name: "lr", Namespace: "research", CreationTimestamp: metav1.NewTime(t0)},
+		Spec:   v1alpha1.SweepSpec{MaxTrials: 6, Objective: v1alpha1.SweepObjective{Metric: "val_loss"}, Algorithm: v1alpha1.AlgorithmTPE},
+		Status: v1alpha1.SweepStatus{State: "Running", Succeeded: 3, Running: 2, BestTrial: &v1alpha1.BestTrial{Name: "lr-2", Value: "0.31"}}}
+	ms := &v1alpha1.ModelServer{ObjectMeta: metav1.ObjectMeta{Name: "resnet", Namespace: "research", CreationTimestamp: metav1.NewTime(t0)},
+		Spec: v1alpha1.ModelServerSpec{Model: v1alpha1.ModelSource{URI: "trainingjob://resnet"}},
+		Status: v1alpha1.ModelServerStatus{URL: "http://resnet.research.svc", Stable: &v1alpha1.TrackStatus{Replicas: 2, ReadyReplicas: 2},
+			Canary: &v1alpha1.TrackStatus{Replicas: 1}, Traffic: &v1alpha1.TrafficStatus{Method: v1alpha1.TrafficReplicaRatio, StablePercent: 67, CanaryPercent: 33}}}
+	nb := &v1alpha1.Notebook{ObjectMeta: metav1.ObjectMeta{Name: "explore", Namespace: "research", CreationTimestamp: metav1.NewTime(t0)},
+		Status: v1alpha1.NotebookStatus{State: v1alpha1.NotebookPending}}
+	objs := []client.Object{nb, ms, runningJob(), sw}
+	for _, tc := range []struct{ output, golden string }{
+		{"", "get-all.golden.txt"},
+		{"wide", "get-all-wide.golden.txt"},
+		{"jsonpath={range .items[*]}{.kind}/{.metadata.name} {.status.url}{\"\\n\"}{end}", "get-all-jsonpath.golden.txt"},
+	} {
+		var out bytes.Buffer
+		o := GetOptions{Kinds: kindRegistry, Output: tc.output, now: func() time.Time { return t0.Add(90 * time.Minute) },
+			streams: genericiooptions.IOStreams{Out: &out, ErrOut: &out}}
+		if err := o.print(&out, objs); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, tc.golden, out.String())
+	}
+}
+
+func TestDeleteArguments(t *testing.T) {
+	tj, ms := kindOf("trainingjobs"), kindOf("modelservers")
+	for _, tc := range []struct {
+		args []string
+		want []deleteTarget
+	}{
+		{[]string{"modelserver", "resnet"}, []deleteTarget{{&ms, "resnet"}}},
+		{[]string{"tj", "a", "b"}, []deleteTarget{{&tj, "a"}, {&tj, "b"}}},
+		{[]string{"ms/resnet", "trainingjob/resnet"}, []deleteTarget{{&ms, "resnet"}, {&tj, "resnet"}}},
+		{[]string{"resnet"}, []deleteTarget{{nil, "resnet"}}},
+	} {
+		o := &DeleteOptions{}
+		if err := o.Complete(tc.args); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if d := cmp.Diff(tc.want, o.Targets, cmp.AllowUnexported(deleteTarget{}), cmpopts.IgnoreFields(kindInfo{}, "New", "NewList", "Table")); d != "" {
+			t.Errorf("%v (-want +got):\n%s", tc.args, d)
+		}
 	}
 }
 

@@ -2,48 +2,86 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/api/errors"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"kiln.dev/kiln/api/v1alpha1"
 )
 
 func keyOf(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
 
 // DeleteOptions delete Kiln objects; their native children go with them, retained volumes stay.
 type DeleteOptions struct {
-	Kind  string
-	Names []string
+	// Targets are the objects to delete; a target with no kind is looked up in every kind.
+	Targets []deleteTarget
 
 	cluster cluster
 	streams genericiooptions.IOStreams
 }
 
+type deleteTarget struct {
+	kind *kindInfo // nil: whichever kind has an object of that name, if only one does
+	name string
+}
+
 func newDeleteCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &DeleteOptions{cluster: c, streams: streams}
 	return &cobra.Command{
-		Use:   "delete [KIND] NAME...",
+		Use:   "delete (KIND NAME... | KIND/NAME... | NAME)",
 		Short: "Delete Kiln objects and the native objects they own (volumes marked Retain stay)",
-		Example: `  kubectl kiln delete resnet
-  kubectl kiln delete trainingjobs resnet bert
-  kubectl kiln delete notebook explore`,
+		Long: `Delete Kiln objects and the native objects they own; volumes marked Retain stay.
+
+Name the kind first (` + kindNames() + `), as kubectl delete does, or write KIND/NAME.
+A lone NAME is deleted only when exactly one kind has an object of that name; an unknown
+kind is an error, never taken for a name.`,
+		Example: `  kubectl kiln delete trainingjobs resnet bert
+  kubectl kiln delete modelserver/resnet notebook/explore
+  kubectl kiln delete explore           # whatever single object is called explore`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Kind, o.Names = "trainingjobs", args
-			if k, err := resolveKind(args[0]); err == nil {
-				o.Kind, o.Names = k, args[1:]
-			}
-			if len(o.Names) == 0 {
-				return fmt.Errorf("name the %s to delete", o.Kind)
+			if err := o.Complete(args); err != nil {
+				return err
 			}
 			return explain(o.Run(cmd.Context()))
 		},
 	}
+}
+
+// Complete reads KIND NAME..., KIND/NAME... or a lone NAME.
+func (o *DeleteOptions) Complete(args []string) error {
+	o.Targets = nil
+	if k, ok := lookupKind(args[0]); ok {
+		if len(args) == 1 {
+			return fmt.Errorf("name the %s to delete: kubectl kiln delete %s NAME", k.Plural, k.Singular)
+		}
+		for _, n := range args[1:] {
+			o.Targets = append(o.Targets, deleteTarget{kind: &k, name: n})
+		}
+		return nil
+	}
+	if strings.Contains(args[0], "/") {
+		for _, a := range args {
+			kind, name, ok := strings.Cut(a, "/")
+			if !ok || name == "" {
+				return fmt.Errorf("%q is not KIND/NAME: write every object as KIND/NAME, or name the kind once first", a)
+			}
+			k, found := lookupKind(kind)
+			if !found {
+				return fmt.Errorf("unknown kind %q in %q: Kiln's kinds are %s", kind, a, kindNames())
+			}
+			o.Targets = append(o.Targets, deleteTarget{kind: &k, name: name})
+		}
+		return nil
+	}
+	if len(args) > 1 {
+		return fmt.Errorf("unknown kind %q: Kiln's kinds are %s (kubectl kiln delete KIND NAME...)", args[0], kindNames())
+	}
+	o.Targets = []deleteTarget{{name: args[0]}}
+	return nil
 }
 
 // Run deletes each object, reporting the ones that were not there.
@@ -53,25 +91,55 @@ func (o *DeleteOptions) Run(ctx context.Context) error {
 		return err
 	}
 	var missing []string
-	obj, kind := client.Object(&v1alpha1.TrainingJob{}), "TrainingJob"
-	if o.Kind == "notebooks" {
-		obj, kind = &v1alpha1.Notebook{}, "Notebook"
-	}
-	for _, n := range o.Names {
+	for _, t := range o.Targets {
+		k := t.kind
+		if k == nil {
+			if k, err = o.onlyKindNamed(ctx, c, ns, t.name); err != nil {
+				return err
+			}
+		}
+		obj := k.New()
 		obj.SetNamespace(ns)
-		obj.SetName(n)
+		obj.SetName(t.name)
 		err := c.Delete(ctx, obj, client.PropagationPolicy("Background"))
 		switch {
-		case errors.IsNotFound(err):
-			missing = append(missing, n)
+		case apierrors.IsNotFound(err):
+			missing = append(missing, k.Singular+"/"+t.name)
 		case err != nil:
 			return err
 		default:
-			fmt.Fprintf(o.streams.Out, "%s.kiln.dev/%s deleted\n", strings.ToLower(kind), n)
+			fmt.Fprintf(o.streams.Out, "%s.kiln.dev/%s deleted\n", k.Singular, t.name)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("no %s named %v in namespace %s", kind, missing, ns)
+		return fmt.Errorf("not found in namespace %s: %s", ns, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// onlyKindNamed is the one kind that has an object called name: none or several is an error,
+// since deleting the wrong object cannot be undone.
+func (o *DeleteOptions) onlyKindNamed(ctx context.Context, c client.Client, ns, name string) (*kindInfo, error) {
+	var kinds []kindInfo
+	for _, k := range kindRegistry {
+		err := c.Get(ctx, keyOf(ns, name), k.New())
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		kinds = append(kinds, k)
+	}
+	switch len(kinds) {
+	case 0:
+		return nil, fmt.Errorf("no Kiln object named %s in namespace %s", name, ns)
+	case 1:
+		return &kinds[0], nil
+	}
+	var which []string
+	for _, k := range kinds {
+		which = append(which, k.Singular+"/"+name)
+	}
+	return nil, errors.New("several Kiln objects are called " + name + ": say which, e.g. kubectl kiln delete " + strings.Join(which, " or "))
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -294,68 +293,41 @@ func newNotebookListCommand(c cluster, streams genericiooptions.IOStreams) *cobr
 
 // Validate checks the output format.
 func (o *NotebookListOptions) Validate() error {
-	switch o.Output {
-	case "", "wide", "yaml", "json", "name":
-		return nil
-	}
-	return fmt.Errorf("unknown output format %q: use wide, yaml, json or name", o.Output)
+	_, err := objectPrinter(o.Output)
+	return err
 }
 
-// Run lists and prints.
+// Run lists and prints, as get notebooks does.
 func (o *NotebookListOptions) Run(ctx context.Context) error {
-	c, ns, err := o.cluster.clientIn()
-	if err != nil {
-		return err
-	}
-	list := &v1alpha1.NotebookList{}
-	items, err := fetchSorted(ctx, c, ns, o.Names, o.AllNamespaces, list, func() []v1alpha1.Notebook { return list.Items })
-	if err != nil {
-		return err
-	}
-	return o.print(o.streams.Out, items)
+	g := &GetOptions{Kinds: []kindInfo{kindOf("notebooks")}, Names: o.Names, AllNamespaces: o.AllNamespaces, Output: o.Output,
+		cluster: o.cluster, streams: o.streams, now: o.now}
+	return g.Run(ctx)
 }
 
-func (o *NotebookListOptions) print(w io.Writer, items []v1alpha1.Notebook) error {
-	if done, err := printListed(w, o.Output, "Notebook", items); done {
-		return err
-	}
-	if len(items) == 0 {
-		fmt.Fprintln(o.streams.ErrOut, "No Notebooks found. Create one with: kubectl kiln notebook create NAME --gpus 1 --idle-timeout 1h")
-		return nil
-	}
-	now := o.now()
-	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	header := "NAME\tGPUS\tSTATE\tURL\tLAST ACTIVITY\tAGE"
-	if o.AllNamespaces {
-		header = "NAMESPACE\t" + header
-	}
-	if o.Output == "wide" {
-		header += "\tIDLE TIMEOUT\tWORKSPACE\tMESSAGE"
-	}
-	fmt.Fprintln(tw, header)
-	for _, nb := range items {
+func notebookTable(w io.Writer, objs []client.Object, t tableOptions) error {
+	var rows [][2]string
+	var nss []string
+	for _, obj := range objs {
+		nb := obj.(*v1alpha1.Notebook)
 		state := string(nb.Status.State)
 		if state == "" {
 			state = string(v1alpha1.NotebookPending)
 		}
 		url, last := dash(nb.Status.URL), "-"
 		if a := nb.Status.LastActivity; a != nil {
-			last = age(*a, now) + " ago"
+			last = age(*a, t.now) + " ago"
 		}
-		row := fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s", nb.Name, nb.Spec.Resources.GPUs, state, url, last, age(nb.CreationTimestamp, now))
-		if o.AllNamespaces {
-			row = nb.Namespace + "\t" + row
+		idle := "never"
+		if it := nb.Spec.IdleTimeout; it != nil && it.Duration > 0 {
+			idle = it.Duration.String()
 		}
-		if o.Output == "wide" {
-			idle := "never"
-			if t := nb.Spec.IdleTimeout; t != nil && t.Duration > 0 {
-				idle = t.Duration.String()
-			}
-			row += fmt.Sprintf("\t%s\t%s\t%s", idle, dash(nb.Status.WorkspaceClaimName), lastMessage(nb.Status.Conditions))
-		}
-		fmt.Fprintln(tw, row)
+		rows = append(rows, [2]string{
+			fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s", nb.Name, nb.Spec.Resources.GPUs, state, url, last, age(nb.CreationTimestamp, t.now)),
+			fmt.Sprintf("%s\t%s\t%s", idle, dash(nb.Status.WorkspaceClaimName), lastMessage(nb.Status.Conditions)),
+		})
+		nss = append(nss, nb.Namespace)
 	}
-	return tw.Flush()
+	return t.table(w, "NAME\tGPUS\tSTATE\tURL\tLAST ACTIVITY\tAGE", "IDLE TIMEOUT\tWORKSPACE\tMESSAGE", rows, nss)
 }
 
 func dash(s string) string {

@@ -13,6 +13,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"kiln.dev/kiln/api/v1alpha1"
 )
 
@@ -88,9 +90,10 @@ func TestNotebookList(t *testing.T) {
 	culled.Status.Conditions = append(culled.Status.Conditions, metav1.Condition{Type: v1alpha1.NotebookConditionStopped, Status: metav1.ConditionTrue,
 		Reason: v1alpha1.ReasonCulled, Message: "culled: no activity for 1h0m0s", LastTransitionTime: metav1.NewTime(t0.Add(85 * time.Minute))})
 	fresh := &v1alpha1.Notebook{ObjectMeta: metav1.ObjectMeta{Name: "fresh", Namespace: "research", CreationTimestamp: metav1.NewTime(t0.Add(89 * time.Minute))}}
-	items := []v1alpha1.Notebook{*readyNotebook(), *fresh, *culled}
-	for _, o := range []NotebookListOptions{{}, {Output: "wide", AllNamespaces: true}, {Output: "name"}} {
+	items := []client.Object{readyNotebook(), fresh, culled}
+	for _, o := range []GetOptions{{}, {Output: "wide", AllNamespaces: true}, {Output: "name"}} {
 		var out bytes.Buffer
+		o.Kinds = []kindInfo{kindOf("notebooks")}
 		o.now = func() time.Time { return t0.Add(90 * time.Minute) }
 		o.streams = genericiooptions.IOStreams{Out: &out, ErrOut: &out}
 		if err := o.print(&out, items); err != nil {

@@ -53,27 +53,25 @@ volumes, the conditions with their messages, and the latest events of all of the
 				kind, name = k, n
 			}
 			o.Name = name
-			switch strings.ToLower(kind) {
-			case "":
-			case "sweep", "sweeps":
+			if kind == "" {
+				return explain(o.Run(cmd.Context()))
+			}
+			k, ok := lookupKind(kind)
+			if !ok {
+				return fmt.Errorf("unknown kind %q: Kiln's kinds are %s", kind, kindNames())
+			}
+			switch k.Plural {
+			case "sweeps":
 				so := &SweepStatusOptions{Name: name, cluster: o.cluster, streams: o.streams, now: o.now}
 				return explain(so.Run(cmd.Context()))
-			case "trainingjob", "trainingjobs", "tj":
-			default:
-				if isModelServerKind(kind) {
-					return explain(o.runModelServerStatus(cmd.Context(), name))
-				}
-				kind, err := resolveKind(kind)
+			case "modelservers":
+				return explain(o.runModelServerStatus(cmd.Context(), name))
+			case "notebooks":
+				c, ns, err := o.cluster.clientIn()
 				if err != nil {
 					return err
 				}
-				if kind == "notebooks" {
-					c, ns, err := o.cluster.clientIn()
-					if err != nil {
-						return err
-					}
-					return explain(notebookStatus(cmd.Context(), c, ns, o.Name, o.Events, o.streams.Out, o.now()))
-				}
+				return explain(notebookStatus(cmd.Context(), c, ns, o.Name, o.Events, o.streams.Out, o.now()))
 			}
 			return explain(o.Run(cmd.Context()))
 		},

@@ -69,7 +69,7 @@ type Options struct {
 	// FetchImage is the image of cmd/kiln-fetch, which downloads s3://, gs:// and https://
 	// data inputs and models; the kiln-serving ConfigMap's fetchImage wins for ModelServers.
 	FetchImage string
-	// Push configures push-to-deploy, served on the webhook server.
+	// Push configures push-to-deploy, served on its own port; off unless Push.Enabled.
 	Push PushOptions
 }
 
@@ -194,8 +194,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up the ModelServer controller: %w", err)
 	}
-	if o.Webhooks.Enabled && o.Push.Enabled {
-		if o.Webhooks.Extra, err = addPush(mgr, o.Push); err != nil {
+	if o.Push.Enabled {
+		if err := addPush(mgr, o.Push, &o.Webhooks, orDefault(o.Namespace, "kiln-system")); err != nil {
 			return nil, fmt.Errorf("setting up push-to-deploy: %w", err)
 		}
 	}

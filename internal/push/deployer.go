@@ -1,20 +1,14 @@
 package push
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing/transport"
-	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
-	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -28,26 +22,26 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
-	"kiln.dev/kiln/internal/build"
 	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/source"
 )
 
-// A push reads the annotated object and its Secrets live, patches a ModelServer's
-// runtime image, creates a TrainingJob's runs and Dockerfile build Jobs, and
-// records the outcome in status and Events.
+// A push reads the annotated object live, records the delivery on it, creates
+// the build Job in the object's namespace, reads the Job's pod's status for the
+// digest, patches a ModelServer's runtime image or creates a TrainingJob's run,
+// and records the outcome in status and Events. It reads no Secret of the
+// tenant's: the build Job mounts them.
 //
 // +kubebuilder:rbac:groups=kiln.dev,resources=modelservers,verbs=get;patch
-// +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=get;create
+// +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=get;create;patch
 // +kubebuilder:rbac:groups=kiln.dev,resources=modelservers/status;trainingjobs/status,verbs=patch
-// (No Secret reads: builds run as Jobs in the tenant namespace, which mount the Secrets
-// they need; see issue 21.)
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Options bound and configure the builds.
 type Options struct {
-	// Workers build at once, each for a different object (default 2).
+	// Workers wait for builds at once, each for a different object (default 2).
 	Workers int
 	// MaxQueued objects may wait for a build (default 32); more are refused with 503.
 	MaxQueued int
@@ -56,17 +50,22 @@ type Options struct {
 	BaseImage string
 	// Insecure lets builds reach registries over plain HTTP.
 	Insecure bool
-	// MaxRepoBytes bounds what a fetch writes (default 256 MiB).
-	MaxRepoBytes int64
-	// FetchTimeout bounds a fetch (default 2 minutes), BuildTimeout a build
-	// (default 20 minutes, for a Dockerfile build Job too).
-	FetchTimeout, BuildTimeout time.Duration
+	// BuildImage is cmd/kiln-build's image, which runs source builds; empty
+	// refuses them.
+	BuildImage string
 	// BuilderImage runs Dockerfile builds; empty refuses them.
 	BuilderImage string
-	// WorkDir holds the fetched sources while they build (default the system's).
-	WorkDir string
+	// BuildTimeout bounds a build Job (default 20 minutes).
+	BuildTimeout time.Duration
+	// Resources of a build Job's container (defaults: render.DefaultBuildResources).
+	Resources corev1.ResourceRequirements
 	// PollInterval between looks at a build Job (default 2s).
 	PollInterval time.Duration
+	// Hosts says which repository hosts may be fetched from; checked at delivery
+	// and again inside the build Job.
+	Hosts source.Policy
+	// DeniedCIDRs are Hosts.DeniedCIDRs as given, for the build Job's arguments.
+	DeniedCIDRs []string
 }
 
 func (o Options) withDefaults() Options {
@@ -75,12 +74,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxQueued <= 0 {
 		o.MaxQueued = 32
-	}
-	if o.MaxRepoBytes <= 0 {
-		o.MaxRepoBytes = 256 << 20
-	}
-	if o.FetchTimeout <= 0 {
-		o.FetchTimeout = 2 * time.Minute
 	}
 	if o.BuildTimeout <= 0 {
 		o.BuildTimeout = 20 * time.Minute
@@ -91,20 +84,19 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// BuildFunc builds a source directory and pushes it: build.Build.
-type BuildFunc func(context.Context, build.Options) (build.Result, error)
-
-// Deployer builds verified pushes, one at a time per object, and deploys the
-// result. It is a manager Runnable on every replica: whichever replica receives
-// an event builds it.
+// Deployer builds verified pushes, one at a time per object, as build Jobs in
+// the object's namespace, and deploys the result. It never fetches, builds or
+// reads what the tenant controls beyond the object and the build Job's status:
+// that is the Job's. It is a manager Runnable on every replica: whichever
+// replica receives an event handles it, and the delivery id recorded on the
+// object keeps the other from handling a replay.
 type Deployer struct {
 	// Client writes, and reads what the manager caches (Jobs, Kiln's pods).
 	Client client.Client
-	// Live reads objects and Secrets from the API server.
+	// Live reads the annotated objects from the API server.
 	Live     client.Reader
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
-	Build    BuildFunc
 	Options  Options
 
 	once    sync.Once
@@ -169,20 +161,30 @@ func (d *Deployer) Start(ctx context.Context) error {
 	return nil
 }
 
-// errUpToDate: the branch's head is what the object already runs.
-var errUpToDate = errors.New("already deployed")
+// maxDeliveries is how many delivery ids the object remembers.
+const maxDeliveries = 16
 
-// Deploy builds the branch's head for one object and deploys it, recording the
+// errHandled: the delivery or its commit was handled before, here or by the other replica.
+var errHandled = errors.New("handled before")
+
+// errSuperseded: the branch moved past the commit before the build fetched it.
+var errSuperseded = errors.New("superseded")
+
+// Deploy builds the pushed commit for one object and deploys it, recording the
 // outcome in Events and status.source.
 func (d *Deployer) Deploy(ctx context.Context, r Request) {
 	d.init()
-	log := ctrl.LoggerFrom(ctx).WithValues("target", r.Target.String(), "pushed", short(r.Commit))
+	log := ctrl.LoggerFrom(ctx).WithValues("target", r.Target.String(), "pushed", short(r.Commit), "delivery", r.Delivery)
 	ctx = ctrl.LoggerInto(ctx, log)
-	obj, err := d.get(ctx, r.Target)
-	if err != nil {
-		if !apierrors.IsNotFound(err) {
-			log.Error(err, "reading the object of a push")
-		}
+	obj, err := d.claim(ctx, r)
+	switch {
+	case errors.Is(err, errHandled):
+		log.Info("push already handled; ignored")
+		return
+	case apierrors.IsNotFound(err):
+		return
+	case err != nil:
+		log.Error(err, "reading the object of a push")
 		return
 	}
 	cfg, err := ConfigFrom(obj.GetAnnotations())
@@ -194,24 +196,85 @@ func (d *Deployer) Deploy(ctx context.Context, r Request) {
 		log.Info("annotations changed since the push; not building it")
 		return
 	}
-	d.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonBuildStarted, "Build",
-		"building branch %s of %s (%s build; pushed %s)", cfg.Branch, cfg.Repository, cfg.Build, short(r.Commit))
-	ctx, cancel := context.WithTimeout(ctx, d.Options.FetchTimeout+d.Options.BuildTimeout)
-	defer cancel()
-	ref, commit, err := d.build(ctx, obj, cfg, sourceOf(obj))
-	switch {
-	case errors.Is(err, errUpToDate):
+	if r.Commit == sourceOf(obj).Commit {
 		d.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonDeployed, "Build",
-			"branch %s is at %s, which is already deployed", cfg.Branch, short(commit))
+			"branch %s is at %s, which is already deployed", cfg.Branch, short(r.Commit))
+		return
+	}
+	u, err := source.ParseRepositoryURL(cfg.Repository)
+	if err == nil {
+		// Resolved, not connected to: the build Job connects, and checks again first.
+		err = d.Options.Hosts.Check(ctx, u)
+	}
+	if err != nil {
+		d.failed(ctx, obj, r.Commit, fmt.Errorf("repository refused: %w", err))
+		return
+	}
+	d.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonBuildStarted, "Build",
+		"building %s of branch %s (%s build)", short(r.Commit), cfg.Branch, cfg.Build)
+	ctx, cancel := context.WithTimeout(ctx, d.Options.BuildTimeout+time.Minute)
+	defer cancel()
+	ref, job, err := d.build(ctx, obj, cfg, r.Commit)
+	switch {
+	case errors.Is(err, errSuperseded):
+		d.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonBuildSuperseded, "Build",
+			"branch %s moved past %s before build Job %s fetched it; the later push builds its head", cfg.Branch, short(r.Commit), job)
 		return
 	case err != nil:
-		d.failed(ctx, obj, orDefault(commit, r.Commit), err)
+		d.failed(ctx, obj, r.Commit, err)
 		return
 	}
-	d.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonBuildSucceeded, "Build", "built %s into %s", short(commit), ref)
-	if err := d.deploy(ctx, obj, commit, ref); err != nil {
-		d.failed(ctx, obj, commit, err)
+	d.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.ReasonBuildSucceeded, "Build", "build Job %s built %s into %s", job, short(r.Commit), ref)
+	if err := d.deploy(ctx, obj, r.Commit, ref); err != nil {
+		d.failed(ctx, obj, r.Commit, err)
 	}
+}
+
+// claim reads the object and records r's delivery on it, with the object's
+// resourceVersion, so that of two replicas given the same delivery (a provider's
+// redelivery, a replay) one handles it: the other finds it recorded, or its
+// write conflicts and it reads it recorded. A commit already deployed is left to
+// Deploy, which says so.
+func (d *Deployer) claim(ctx context.Context, r Request) (client.Object, error) {
+	id := string(r.Provider) + "/" + r.Delivery
+	for range 5 {
+		obj, err := d.get(ctx, r.Target)
+		if err != nil {
+			return nil, err
+		}
+		if r.Delivery == "" {
+			return obj, nil
+		}
+		seen := deliveriesOf(obj)
+		if slices.Contains(seen, id) {
+			return nil, errHandled
+		}
+		patch := client.MergeFromWithOptions(obj.DeepCopyObject().(client.Object), client.MergeFromWithOptimisticLock{})
+		seen = append(seen, id)
+		if len(seen) > maxDeliveries {
+			seen = seen[len(seen)-maxDeliveries:]
+		}
+		a := obj.GetAnnotations()
+		a[v1alpha1.AnnotationPushDeliveries] = strings.Join(seen, ",")
+		obj.SetAnnotations(a)
+		err = d.Client.Patch(ctx, obj, patch)
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("recording delivery %s: %w", r.Delivery, err)
+		}
+		return obj, nil
+	}
+	return nil, fmt.Errorf("recording delivery %s: the object keeps changing", r.Delivery)
+}
+
+func deliveriesOf(obj client.Object) []string {
+	v := obj.GetAnnotations()[v1alpha1.AnnotationPushDeliveries]
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
 }
 
 func (d *Deployer) get(ctx context.Context, t Target) (client.Object, error) {
@@ -236,112 +299,55 @@ func sourceOf(obj client.Object) v1alpha1.SourceStatus {
 	return *s
 }
 
-// build makes the image of the branch's head and returns its digest reference and commit.
-func (d *Deployer) build(ctx context.Context, obj client.Object, cfg Config, deployed v1alpha1.SourceStatus) (string, string, error) {
-	auth, err := d.gitAuth(ctx, obj.GetNamespace(), cfg.GitSecret)
-	if err != nil {
-		return "", "", err
-	}
-	if cfg.Build == v1alpha1.PushBuildDockerfile {
-		fctx, cancel := context.WithTimeout(ctx, d.Options.FetchTimeout)
-		commit, err := Head(fctx, cfg.Repository, cfg.Branch, auth)
-		cancel()
-		if err != nil {
-			return "", "", err
-		}
-		if commit == deployed.Commit {
-			return "", commit, errUpToDate
-		}
-		ref, err := d.dockerfileBuild(ctx, obj, cfg, commit)
-		return ref, commit, err
-	}
-	var kc authn.Keychain = keychain{}
-	if cfg.RegistrySecret != "" {
-		s := &corev1.Secret{}
-		if err := d.Live.Get(ctx, client.ObjectKey{Namespace: obj.GetNamespace(), Name: cfg.RegistrySecret}, s); err != nil {
-			return "", "", fmt.Errorf("reading the registry Secret: %w", err)
-		}
-		if kc, err = keychainFrom(s); err != nil {
-			return "", "", err
-		}
-	}
-	dir, err := os.MkdirTemp(d.Options.WorkDir, "kiln-push-")
-	if err != nil {
-		return "", "", err
-	}
-	defer os.RemoveAll(dir)
-	src := filepath.Join(dir, "src")
-	fctx, cancel := context.WithTimeout(ctx, d.Options.FetchTimeout)
-	commit, err := Fetch(fctx, cfg.Repository, cfg.Branch, src, filepath.Join(dir, "git"), auth, d.Options.MaxRepoBytes)
-	cancel()
-	if err != nil {
-		return "", "", err
-	}
-	if commit == deployed.Commit {
-		return "", commit, errUpToDate
-	}
-	progress := logWriter(ctx)
-	defer progress.Close()
-	res, err := d.Build(ctx, build.Options{
-		Dir:      src,
-		Base:     orDefault(cfg.BaseImage, d.Options.BaseImage),
-		Target:   cfg.Image + ":" + short(commit),
-		Keychain: kc,
-		Insecure: d.Options.Insecure,
-		Progress: progress,
-	})
-	if err != nil {
-		return "", commit, fmt.Errorf("building %s: %w", short(commit), err)
-	}
-	return res.Reference, commit, nil
-}
-
-func (d *Deployer) gitAuth(ctx context.Context, ns, name string) (transport.AuthMethod, error) {
-	if name == "" {
-		return nil, nil
-	}
-	s := &corev1.Secret{}
-	if err := d.Live.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
-		return nil, fmt.Errorf("reading the Git Secret: %w", err)
-	}
-	return &githttp.BasicAuth{Username: string(s.Data[corev1.BasicAuthUsernameKey]), Password: string(s.Data[corev1.BasicAuthPasswordKey])}, nil
-}
-
-// dockerfileBuild runs the build Job of commit and reads the digest it reports.
-func (d *Deployer) dockerfileBuild(ctx context.Context, obj client.Object, cfg Config, commit string) (string, error) {
-	if d.Options.BuilderImage == "" {
-		return "", errors.New("Dockerfile builds need a builder image: start the manager with --push-builder-image")
-	}
+// build runs the commit's build Job and returns the pushed image by digest and the Job's name.
+func (d *Deployer) build(ctx context.Context, obj client.Object, cfg Config, commit string) (string, string, error) {
 	gvk, err := d.Client.GroupVersionKindFor(obj)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	// Not a controller reference: the object's controller must not take the build
-	// Job for one of its own.
-	owner := metav1.OwnerReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: obj.GetName(), UID: obj.GetUID()}
-	job, err := render.BuildJob(render.BuildInput{
-		Namespace: obj.GetNamespace(), Owner: owner, BuilderImage: d.Options.BuilderImage,
-		Repository: cfg.Repository, Branch: cfg.Branch, Commit: commit, Dockerfile: cfg.Dockerfile,
-		Destination: cfg.Image + ":" + short(commit), RegistrySecret: cfg.RegistrySecret, GitSecret: cfg.GitSecret,
-		Deadline: d.Options.BuildTimeout,
-	})
+	base := render.BuildJobBase{
+		Namespace: obj.GetNamespace(), Commit: commit, ServiceAccount: cfg.ServiceAccount,
+		Owner:    metav1.OwnerReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: obj.GetName(), UID: obj.GetUID()},
+		Deadline: d.Options.BuildTimeout, Resources: d.Options.Resources,
+	}
+	destination := cfg.Image + ":" + short(commit)
+	var job *batchv1.Job
+	if cfg.Build == v1alpha1.PushBuildDockerfile {
+		if d.Options.BuilderImage == "" {
+			return "", "", errors.New("Dockerfile builds need a builder image: start the manager with --push-builder-image")
+		}
+		job, err = render.BuildJob(render.BuildInput{
+			BuildJobBase: base, BuilderImage: d.Options.BuilderImage, Repository: cfg.Repository, Branch: cfg.Branch,
+			Dockerfile: cfg.Dockerfile, Destination: destination, RegistrySecret: cfg.RegistrySecret, GitSecret: cfg.GitSecret,
+		})
+	} else {
+		if d.Options.BuildImage == "" {
+			return "", "", errors.New("source builds need the kiln-build image: start the manager with --push-build-image")
+		}
+		job, err = render.SourceBuildJob(render.SourceBuildInput{
+			BuildJobBase: base, Image: d.Options.BuildImage, Repository: cfg.Repository, Branch: cfg.Branch,
+			Destination: destination, BaseImage: orDefault(cfg.BaseImage, d.Options.BaseImage),
+			GitSecret: cfg.GitSecret, RegistrySecret: cfg.RegistrySecret, Insecure: d.Options.Insecure,
+			AllowedHosts: d.Options.Hosts.AllowedHosts, DeniedCIDRs: d.Options.DeniedCIDRs,
+		})
+	}
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := d.createBuildJob(ctx, job); err != nil {
-		return "", err
+		return "", job.Name, err
 	}
 	for {
 		digest, err := d.buildResult(ctx, job)
 		if err != nil {
-			return "", fmt.Errorf("build Job %s: %w", job.Name, err)
+			return "", job.Name, err
 		}
 		if digest != "" {
-			return cfg.Image + "@" + digest, nil
+			return cfg.Image + "@" + digest, job.Name, nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("build Job %s did not finish: %w", job.Name, ctx.Err())
+			return "", job.Name, fmt.Errorf("build Job %s did not finish in time, see kubectl describe job/%s -n %s", job.Name, job.Name, job.Namespace)
 		case <-time.After(d.Options.PollInterval):
 		}
 	}
@@ -357,7 +363,7 @@ func (d *Deployer) createBuildJob(ctx context.Context, job *batchv1.Job) error {
 			return nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating the build Job: %w", err)
+			return fmt.Errorf("creating build Job %s: %w", job.Name, err)
 		}
 		existing := &batchv1.Job{}
 		if err := d.Client.Get(ctx, client.ObjectKeyFromObject(job), existing); err == nil {
@@ -367,7 +373,7 @@ func (d *Deployer) createBuildJob(ctx context.Context, job *batchv1.Job) error {
 			if existing.DeletionTimestamp.IsZero() {
 				err := d.Client.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 				if client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
-					return fmt.Errorf("deleting the failed build Job: %w", err)
+					return fmt.Errorf("deleting the failed build Job %s: %w", job.Name, err)
 				}
 			}
 		}
@@ -389,6 +395,10 @@ func jobCondition(j *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondit
 }
 
 // buildResult is the digest a finished build Job reported, "" while it runs.
+// Of the pod it reads the exit code and, on success, the termination message,
+// which must be a digest and nothing else; no other text of the build's (its
+// message on failure, its log) is read, so none can reach status, Events or the
+// manager's log.
 func (d *Deployer) buildResult(ctx context.Context, job *batchv1.Job) (string, error) {
 	current := &batchv1.Job{}
 	if err := d.Client.Get(ctx, client.ObjectKeyFromObject(job), current); err != nil {
@@ -402,23 +412,39 @@ func (d *Deployer) buildResult(ctx context.Context, job *batchv1.Job) (string, e
 	if err := d.Client.List(ctx, &pods, client.InNamespace(job.Namespace), client.MatchingLabels{batchv1.JobNameLabel: job.Name}); err != nil {
 		return "", err
 	}
-	message := ""
+	var terminated *corev1.ContainerStateTerminated
 	for _, p := range pods.Items {
 		if !metav1.IsControlledBy(&p, current) {
 			continue // a pod of an earlier Job of the same name
 		}
 		for _, cs := range p.Status.ContainerStatuses {
-			if t := cs.State.Terminated; t != nil && t.Message != "" {
-				message = strings.TrimSpace(t.Message)
+			if t := cs.State.Terminated; t != nil && cs.Name == "build" {
+				terminated = t
 			}
 		}
 	}
+	see := fmt.Sprintf("see kubectl logs job/%s -n %s", job.Name, job.Namespace)
 	if failed != nil {
-		return "", fmt.Errorf("failed: %s %s", failed.Message, tail(message, 512))
+		if terminated == nil {
+			// The Job controller's reason (DeadlineExceeded, BackoffLimitExceeded, ...), not the build's words.
+			return "", fmt.Errorf("build Job %s failed (%s) before its build finished, see kubectl describe job/%s -n %s", job.Name, failed.Reason, job.Name, job.Namespace)
+		}
+		if terminated.ExitCode == render.BuildExitSuperseded {
+			return "", errSuperseded
+		}
+		oom := ""
+		if terminated.Reason == "OOMKilled" {
+			oom = ", out of memory"
+		}
+		return "", fmt.Errorf("%s failed: exit %d%s, %s", render.BuildExitStage(terminated.ExitCode), terminated.ExitCode, oom, see)
+	}
+	message := ""
+	if terminated != nil {
+		message = strings.TrimSpace(terminated.Message)
 	}
 	h, err := v1.NewHash(message)
 	if err != nil {
-		return "", fmt.Errorf("succeeded, but its termination message is not an image digest: %q", tail(message, 128))
+		return "", fmt.Errorf("build Job %s succeeded but reported no digest, %s", job.Name, see)
 	}
 	return h.String(), nil
 }
@@ -492,7 +518,9 @@ func runOf(tj *v1alpha1.TrainingJob, commit, ref string) *v1alpha1.TrainingJob {
 	}
 }
 
-// failed records a failed build or deployment: a Warning Event and status.source.
+// failed records a failed build or deployment: a Warning Event and
+// status.source. err is Kiln's own words (which stage, which Job), never a
+// build's output.
 func (d *Deployer) failed(ctx context.Context, obj client.Object, commit string, err error) {
 	msg := tail(err.Error(), 1024)
 	ctrl.LoggerFrom(ctx).Info("push-to-deploy failed", "commit", commit, "problem", msg)
@@ -513,20 +541,6 @@ func (d *Deployer) failed(ctx context.Context, obj client.Object, commit string,
 	if werr != nil {
 		ctrl.LoggerFrom(ctx).Error(werr, "recording a failed push")
 	}
-}
-
-// logWriter logs the builder's progress lines (which hold no secrets).
-func logWriter(ctx context.Context) io.WriteCloser {
-	r, w := io.Pipe()
-	log := ctrl.LoggerFrom(ctx)
-	go func() {
-		s := bufio.NewScanner(r)
-		for s.Scan() {
-			log.V(1).Info("build", "step", s.Text())
-		}
-		_, _ = io.Copy(io.Discard, r)
-	}()
-	return w
 }
 
 func tail(s string, n int) string {

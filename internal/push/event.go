@@ -21,7 +21,7 @@ const (
 	GitLab Provider = "gitlab"
 )
 
-// Paths the receiver serves, on the manager's webhook server.
+// Paths the receiver serves, on its own server (Server).
 const (
 	GitHubPath = "/push/github"
 	GitLabPath = "/push/gitlab"

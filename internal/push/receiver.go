@@ -22,8 +22,8 @@ const DefaultMaxBody = 1 << 20
 // Request is a verified push for one target.
 type Request struct {
 	Target Target
-	// Commit is the head the event announced; the build fetches the branch's
-	// current head, which is this one or a later one.
+	// Commit is the head the event announced, which the build Job builds if
+	// the branch still points at it (a later push builds a later head).
 	Commit   string
 	Provider Provider
 	Delivery string
@@ -49,6 +49,10 @@ type Receiver struct {
 	Deliveries *Deliveries
 	// MaxBody bounds a body's size (default DefaultMaxBody).
 	MaxBody int64
+	// Limit takes one of a repository's (RepoKey) verified deliveries, false when
+	// it is over its rate (429); nil limits nothing. Only verified deliveries
+	// count, so forged ones cannot use up a repository's rate.
+	Limit func(repo string) bool
 }
 
 // Reply is the JSON body of every answer.
@@ -63,8 +67,11 @@ func (r *Receiver) Handler(p Provider) http.Handler {
 		code, reply := r.serve(req.Context(), p, req, w)
 		log := ctrl.LoggerFrom(req.Context()).WithValues("provider", p, "status", code)
 		log.V(1).Info("push event", "message", reply.Message, "queued", reply.Queued)
-		if code == http.StatusServiceUnavailable {
+		switch code {
+		case http.StatusServiceUnavailable:
 			w.Header().Set("Retry-After", "60")
+		case http.StatusTooManyRequests:
+			w.Header().Set("Retry-After", "10")
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
@@ -123,6 +130,9 @@ func (r *Receiver) serve(ctx context.Context, p Provider, req *http.Request, w h
 	if len(verified) == 0 {
 		return http.StatusUnauthorized, Reply{Message: "the signature matches no secret of this repository's objects"}
 	}
+	if r.Limit != nil && !r.Limit(RepoKey(verified[0].Config.Repository)) {
+		return http.StatusTooManyRequests, Reply{Message: "too many deliveries for this repository; redeliver later"}
+	}
 	// Only a verified delivery is remembered, so forged ones cannot block real ones.
 	key := string(p) + "/" + ev.Delivery
 	if !r.Deliveries.First(key) {
@@ -166,8 +176,10 @@ func (r *Receiver) serve(ctx context.Context, p Provider, req *http.Request, w h
 }
 
 // Deliveries remembers delivery ids for TTL, at most Size of them (the oldest
-// are forgotten first). It is per process: another replica of the manager, or
-// this one after a restart, does not know them.
+// are forgotten first). It is per process, a fast first filter: another replica
+// of the manager, or this one after a restart, does not know them, and the
+// Deployer's record on the object (AnnotationPushDeliveries) is what holds
+// across replicas.
 type Deliveries struct {
 	mu    sync.Mutex
 	ttl   time.Duration

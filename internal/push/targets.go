@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/source"
 )
 
 // IndexRepository indexes annotated TrainingJobs and ModelServers in the manager's
@@ -39,6 +40,7 @@ type Config struct {
 	Build          string
 	BaseImage      string
 	Dockerfile     string
+	ServiceAccount string
 }
 
 // ConfigFrom reads and checks an object's push-to-deploy annotations.
@@ -73,14 +75,25 @@ func parse(a map[string]string, path *field.Path) (Config, field.ErrorList) {
 		Build:          orDefault(a[v1alpha1.AnnotationPushBuild], v1alpha1.PushBuildSource),
 		BaseImage:      a[v1alpha1.AnnotationPushBaseImage],
 		Dockerfile:     orDefault(a[v1alpha1.AnnotationPushDockerfile], "Dockerfile"),
+		ServiceAccount: a[v1alpha1.AnnotationPushServiceAccount],
 	}
 	var errs field.ErrorList
 	invalid := func(ann, value, msg string) { errs = append(errs, field.Invalid(path.Key(ann), value, msg)) }
-	if RepoKey(c.Repository) == "" {
-		invalid(v1alpha1.AnnotationPushRepository, c.Repository, "must be a Git URL")
-	} else if u, err := url.Parse(c.Repository); err == nil && u.User != nil {
-		if _, hasPassword := u.User.Password(); hasPassword {
-			invalid(v1alpha1.AnnotationPushRepository, "(redacted)", "must not hold credentials: name a Secret in "+v1alpha1.AnnotationPushGitSecret)
+	if u, err := source.ParseRepositoryURL(c.Repository); err != nil {
+		value := c.Repository
+		if parsed, perr := url.Parse(strings.TrimSpace(c.Repository)); perr == nil && parsed.User != nil {
+			value = "(redacted)"
+		}
+		invalid(v1alpha1.AnnotationPushRepository, value, err.Error())
+	} else {
+		if RepoKey(c.Repository) == "" {
+			invalid(v1alpha1.AnnotationPushRepository, c.Repository, "must be a Git URL")
+		}
+		if u.Scheme == "ssh" && c.GitSecret == "" {
+			invalid(v1alpha1.AnnotationPushRepository, c.Repository, "an ssh:// repository needs "+v1alpha1.AnnotationPushGitSecret+": a Secret with ssh-privatekey and known_hosts (the host's pinned key)")
+		}
+		if u.Scheme == "ssh" && c.Build == v1alpha1.PushBuildDockerfile {
+			invalid(v1alpha1.AnnotationPushRepository, c.Repository, "a Dockerfile build fetches over https:// only")
 		}
 	}
 	if !validBranch(c.Branch) {
@@ -96,12 +109,17 @@ func parse(a map[string]string, path *field.Path) (Config, field.ErrorList) {
 		{v1alpha1.AnnotationPushWebhookSecret, c.WebhookSecret, true},
 		{v1alpha1.AnnotationPushRegistrySecret, c.RegistrySecret, false},
 		{v1alpha1.AnnotationPushGitSecret, c.GitSecret, false},
+		{v1alpha1.AnnotationPushServiceAccount, c.ServiceAccount, false},
 	} {
 		if s.name == "" && !s.required {
 			continue
 		}
 		if len(validation.IsDNS1123Subdomain(s.name)) > 0 {
-			invalid(s.ann, s.name, "must name a Secret in the same namespace")
+			what := "a Secret"
+			if s.ann == v1alpha1.AnnotationPushServiceAccount {
+				what = "a ServiceAccount"
+			}
+			invalid(s.ann, s.name, "must name "+what+" in the same namespace")
 		}
 	}
 	if c.Build != v1alpha1.PushBuildSource && c.Build != v1alpha1.PushBuildDockerfile {
@@ -198,7 +216,9 @@ func (f *ClusterTargets) Find(ctx context.Context, repositories []string) ([]Tar
 	return out, nil
 }
 
-// Secret reads the target's webhook secret.
+// Secret reads the target's webhook secret, by name and live (the manager caches no
+// Secrets). The permission is not in the generated role: config/components/push grants
+// it, so only an install that turns push on can read tenants' Secrets.
 func (f *ClusterTargets) Secret(ctx context.Context, t Target) ([]byte, error) {
 	s := &corev1.Secret{}
 	if err := f.Live.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Config.WebhookSecret}, s); err != nil {

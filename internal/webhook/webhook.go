@@ -73,9 +73,10 @@ type Options struct {
 	Injection Injection
 	// Policy is what the administrator lets Kiln objects ask of the hosts.
 	Policy validation.Policy
-	// Extra handlers the server serves beside the webhooks, by path (the push
-	// receiver's), with the same certificate.
-	Extra map[string]http.Handler
+	// ShareCertificate, when Kiln issues its own certificate, is given the
+	// server's certificate source, for another server of the manager's (push's,
+	// whose Service's names go in CertHosts).
+	ShareCertificate func(get func(*tls.ClientHelloInfo) (*tls.Certificate, error))
 }
 
 func (o Options) withDefaults() Options {
@@ -137,6 +138,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 			}
 		}
 		serverOpts.TLSOpts = append(serverOpts.TLSOpts, func(c *tls.Config) { c.GetCertificate = certs.GetCertificate })
+		if o.ShareCertificate != nil {
+			o.ShareCertificate(certs.GetCertificate)
+		}
 		if err := mgr.Add(certs); err != nil {
 			return err
 		}
@@ -147,9 +151,6 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	for path, h := range handlers {
-		server.Register(path, h)
-	}
-	for path, h := range o.Extra {
 		server.Register(path, h)
 	}
 	if err := mgr.Add(server); err != nil {

@@ -14,7 +14,10 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/controlplane"
 	"kiln.dev/kiln/test/framework"
 )
@@ -197,4 +200,59 @@ func mustTools(t *testing.T, names ...string) map[string]string {
 		t.Fatal(err)
 	}
 	return tools
+}
+
+// Every verb knows every kind, and a kind is never taken for a name: with a TrainingJob and a
+// ModelServer both called "same", deleting the ModelServer leaves the TrainingJob.
+func TestCLIKindsAreNeverMistaken(t *testing.T) {
+	ctx := context.Background()
+	k := buildKiln(t)
+	c, ns := kilnClient(t), namespace(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kiln := func(args ...string) (string, error) {
+		return k.run(t, append([]string{"--kubeconfig=" + kubeconfig, "-n", ns}, args...)...)
+	}
+	tj := &v1alpha1.TrainingJob{ObjectMeta: metav1.ObjectMeta{Name: "same", Namespace: ns},
+		Spec: v1alpha1.TrainingJobSpec{Image: "registry.example/x:1", Command: []string{"true"}, Suspend: ptr.To(true)}}
+	ms := &v1alpha1.ModelServer{ObjectMeta: metav1.ObjectMeta{Name: "same", Namespace: ns},
+		Spec: v1alpha1.ModelServerSpec{Model: v1alpha1.ModelSource{URI: "pvc://models/same"},
+			Runtime: v1alpha1.ServingRuntime{Image: "registry.example/serve:1", Port: ptr.To[int32](8080)}}}
+	create(t, c, tj)
+	create(t, c, ms)
+
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"get"}, []string{"trainingjob.kiln.dev/same", "modelserver.kiln.dev/same"}},
+		{[]string{"get", "all"}, []string{"trainingjob.kiln.dev/same", "modelserver.kiln.dev/same"}},
+		{[]string{"get", "same", "-o", "name"}, []string{"trainingjob.kiln.dev/same\nmodelserver.kiln.dev/same\n"}},
+		{[]string{"get", "sweeps"}, nil},
+		{[]string{"get", "modelservers", "-o", "jsonpath={.items[*].metadata.name}"}, []string{"same"}},
+	} {
+		out, err := kiln(tc.args...)
+		if err != nil {
+			t.Errorf("%v: %v\n%s", tc.args, err, out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+	}
+	if out, err := kiln("delete", "same"); err == nil || !strings.Contains(out, "several Kiln objects are called same") {
+		t.Errorf("delete of an ambiguous name: %v\n%s", err, out)
+	}
+	if out, err := kiln("delete", "modelserver", "same"); err != nil || out != "modelserver.kiln.dev/same deleted\n" {
+		t.Fatalf("delete modelserver same: %v\n%s", err, out)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(tj), &v1alpha1.TrainingJob{}); err != nil {
+		t.Fatalf("the TrainingJob of the same name is gone after deleting the ModelServer: %v", err)
+	}
+	if out, err := kiln("delete", "same"); err != nil || out != "trainingjob.kiln.dev/same deleted\n" {
+		t.Errorf("delete of the one object called same: %v\n%s", err, out)
+	}
 }

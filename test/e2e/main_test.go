@@ -19,6 +19,7 @@ import (
 
 	"kiln.dev/kiln/internal/controlplane"
 	"kiln.dev/kiln/internal/manager"
+	pushdeploy "kiln.dev/kiln/internal/push"
 	"kiln.dev/kiln/test/framework"
 )
 
@@ -73,6 +74,8 @@ type managerProcess struct {
 	// sweepMetrics is the push server's address, kept across restarts so trials
 	// created before one still reach it.
 	sweepMetrics string
+	// push is the push-to-deploy receiver's own address (never the webhook server's).
+	push string
 }
 
 func (m *managerProcess) start() error {
@@ -84,11 +87,24 @@ func (m *managerProcess) start() error {
 		m.sweepMetrics = l.Addr().String()
 		l.Close()
 	}
+	if m.push == "" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		m.push = l.Addr().String()
+		l.Close()
+	}
+	webhooks := framework.WebhookOptions(plane)
 	mgr, err := manager.New(m.config, manager.Options{
 		MetricsAddr: "0", ProbeAddr: "0", SkipNameValidation: true,
-		Webhooks: framework.WebhookOptions(plane),
-		Push:     manager.PushOptions{Enabled: true},
-		Sweep:    manager.SweepOptions{MetricsAddr: m.sweepMetrics, MetricsURL: "http://" + m.sweepMetrics, LogInterval: 2 * time.Second},
+		Webhooks: webhooks,
+		// The receiver on its own port, with the webhooks' certificate; test Git
+		// servers listen on loopback, which an administrator would allow by name.
+		Push: manager.PushOptions{Enabled: true, AllowedHosts: []string{"127.0.0.1"},
+			Server: pushdeploy.ServerOptions{Addr: m.push, CertDir: webhooks.CertDir},
+			Build:  pushdeploy.Options{BuildImage: "kiln-build:e2e"}},
+		Sweep: manager.SweepOptions{MetricsAddr: m.sweepMetrics, MetricsURL: "http://" + m.sweepMetrics, LogInterval: 2 * time.Second},
 	})
 	if err != nil {
 		return err

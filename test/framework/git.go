@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"encoding/pem"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
@@ -14,27 +15,43 @@ import (
 // HTTP protocol by Debian's git http-backend, behind net/http/cgi.
 type GitServer struct {
 	// URL is the server's base; a repository's is URL/<name>.git.
-	URL  string
+	URL string
+	// CA is the PEM certificate a TLS server's certificate is (NewTLSGitServer).
+	CA   []byte
 	root string
 	work string
 	t    testing.TB
 }
 
-// NewGitServer serves repositories until the test ends.
-func NewGitServer(t testing.TB) *GitServer {
+// NewGitServer serves repositories over plain HTTP until the test ends.
+func NewGitServer(t testing.TB) *GitServer { return newGitServer(t, false) }
+
+// NewTLSGitServer serves repositories over HTTPS (at 127.0.0.1, with the
+// certificate in CA) until the test ends: Kiln's builds fetch only https:// and ssh://.
+func NewTLSGitServer(t testing.TB) *GitServer { return newGitServer(t, true) }
+
+func newGitServer(t testing.TB, tls bool) *GitServer {
 	t.Helper()
 	backend, err := exec.Command("git", "--exec-path").Output()
 	if err != nil {
 		t.Fatalf("git is needed to serve repositories: %v", err)
 	}
 	root := t.TempDir()
-	srv := httptest.NewServer(&cgi.Handler{
+	srv := httptest.NewUnstartedServer(&cgi.Handler{
 		Path: filepath.Join(strings.TrimSpace(string(backend)), "git-http-backend"),
 		Root: "/",
 		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
 	})
+	g := &GitServer{root: root, work: t.TempDir(), t: t}
+	if tls {
+		srv.StartTLS()
+		g.CA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
-	return &GitServer{URL: srv.URL, root: root, work: t.TempDir(), t: t}
+	g.URL = srv.URL
+	return g
 }
 
 // Repo creates an empty repository and returns its URL.
@@ -49,6 +66,13 @@ func (g *GitServer) Repo(name string) string {
 // checkout when new, pushes it, and returns the commit.
 func (g *GitServer) Commit(repo, branch string, files map[string]string) string {
 	g.t.Helper()
+	return g.CommitLinks(repo, branch, files, nil)
+}
+
+// CommitLinks is Commit with symlinks too (path → target, written as they are:
+// tests of checkouts that must not escape commit links that do).
+func (g *GitServer) CommitLinks(repo, branch string, files, links map[string]string) string {
+	g.t.Helper()
 	dir := filepath.Join(g.work, repo)
 	g.git(dir, "checkout", "--quiet", "-B", branch)
 	for path, content := range files {
@@ -57,6 +81,16 @@ func (g *GitServer) Commit(repo, branch string, files map[string]string) string 
 			g.t.Fatal(err)
 		}
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	for path, target := range links {
+		p := filepath.Join(dir, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			g.t.Fatal(err)
+		}
+		_ = os.Remove(p)
+		if err := os.Symlink(target, p); err != nil {
 			g.t.Fatal(err)
 		}
 	}

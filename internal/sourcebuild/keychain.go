@@ -1,4 +1,4 @@
-package push
+package sourcebuild
 
 import (
 	"encoding/json"
@@ -7,23 +7,20 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	corev1 "k8s.io/api/core/v1"
 )
 
-// keychain resolves registry credentials from a kubernetes.io/dockerconfigjson
-// Secret's auths, by registry host; other registries are reached anonymously.
+// keychain resolves registry credentials from a Docker config's auths (the
+// registry Secret's .dockerconfigjson, mounted as config.json), by registry
+// host; other registries are reached anonymously.
 type keychain map[string]authn.AuthConfig
 
-func keychainFrom(s *corev1.Secret) (keychain, error) {
-	raw, ok := s.Data[corev1.DockerConfigJsonKey]
-	if !ok {
-		return nil, fmt.Errorf("Secret %s has no %s key: create it with kubectl create secret docker-registry", s.Name, corev1.DockerConfigJsonKey)
-	}
+func keychainFrom(raw []byte) (keychain, error) {
 	var cfg struct {
 		Auths map[string]authn.AuthConfig `json:"auths"`
 	}
+	// The error says where, not what: json's messages quote the input.
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return nil, fmt.Errorf("Secret %s: %s is not a Docker config: %w", s.Name, corev1.DockerConfigJsonKey, err)
+		return nil, fmt.Errorf("the registry Secret's config.json is not a Docker config (create it with kubectl create secret docker-registry)")
 	}
 	k := keychain{}
 	for host, a := range cfg.Auths {
