@@ -22,12 +22,17 @@ import (
 	"kiln.dev/kiln/test/framework"
 )
 
-// managerUser is how the API server authorises the manager's token, with the groups
-// every ServiceAccount has.
-var managerUser = authorizationv1.SubjectAccessReviewSpec{
-	User: "system:serviceaccount:" + framework.ManagerNamespace + ":" + framework.ManagerServiceAccount,
-	Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + framework.ManagerNamespace,
-		"system:authenticated"},
+// defaultInstallUser is a ServiceAccount bound to config/rbac exactly as the default install
+// binds the manager's (the shared manager of this suite also has push's RBAC), with the
+// groups every ServiceAccount has.
+func defaultInstallUser(t *testing.T) authorizationv1.SubjectAccessReviewSpec {
+	t.Helper()
+	user, err := framework.BindRBACTo(context.Background(), plane.Config, "rbac-probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return authorizationv1.SubjectAccessReviewSpec{User: user,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + framework.ManagerNamespace, "system:authenticated"}}
 }
 
 // access asks the API server, through a SubjectAccessReview, whether spec may do attrs.
@@ -57,11 +62,12 @@ func describe(a authorizationv1.ResourceAttributes) string {
 	return fmt.Sprintf("%s %s %s", a.Verb, what, where)
 }
 
-// The manager's token, bound by config/rbac as an install binds it, reads no Secret but
+// The manager's token, bound by config/rbac as the default install binds it, reads no Secret but
 // its own two: it cannot list or watch Secrets anywhere, nor get one outside its
 // namespace, and can do what the controllers need.
 func TestManagerTokenReadsOnlyItsOwnSecrets(t *testing.T) {
 	ns := namespace(t)
+	managerUser := defaultInstallUser(t)
 	cases := []struct {
 		attrs authorizationv1.ResourceAttributes
 		want  bool
@@ -91,6 +97,18 @@ func TestManagerTokenReadsOnlyItsOwnSecrets(t *testing.T) {
 		if got := access(t, managerUser, tc.attrs); got != tc.want {
 			t.Errorf("manager may %s: %v, want %v", describe(tc.attrs), got, tc.want)
 		}
+	}
+	// Push is opt-in because it needs more: the suite's manager has config/components/push.
+	pushUser := authorizationv1.SubjectAccessReviewSpec{
+		User:   "system:serviceaccount:" + framework.ManagerNamespace + ":" + framework.ManagerServiceAccount,
+		Groups: managerUser.Groups,
+	}
+	webhookSecret := authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: ns, Name: "repo-webhook"}
+	if !access(t, pushUser, webhookSecret) {
+		t.Errorf("with push on, the manager may not %s", describe(webhookSecret))
+	}
+	if list := (authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets"}); access(t, pushUser, list) {
+		t.Errorf("with push on, the manager may %s", describe(list))
 	}
 }
 
