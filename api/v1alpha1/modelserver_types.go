@@ -41,6 +41,19 @@ type ModelServerSpec struct {
 	// +kubebuilder:validation:MaxItems=128
 	// +kubebuilder:validation:XValidation:rule="self.all(e, !e.name.startsWith('KILN_'))",message="env names starting with KILN_ are reserved for Kiln"
 	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// containerSecurityContext is merged into the server container's security
+	// context (of the stable version and the canary), field by field. Kiln's meets
+	// the restricted Pod Security profile: the pod runs as user and group 1000
+	// (the presets' images' user), and the container with runAsNonRoot,
+	// allowPrivilegeEscalation false, capabilities.drop [ALL] and the RuntimeDefault
+	// seccomp profile. Set runAsUser for a runtime image whose user differs.
+	// Capabilities other than NET_BIND_SERVICE, privileged,
+	// allowPrivilegeEscalation, running as root, an Unconfined seccomp profile and
+	// an unmasked /proc are refused at admission unless an administrator allowed
+	// them (the manager's --allow-capabilities, --allow-privileged and --allow-root).
+	// +optional
+	ContainerSecurityContext *corev1.SecurityContext `json:"containerSecurityContext,omitempty"`
 }
 
 // ModelSource says where the model is and what format it has.

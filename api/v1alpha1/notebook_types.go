@@ -95,6 +95,17 @@ type NotebookSpec struct {
 	// (no privilege escalation, no capabilities) either way.
 	// +optional
 	SecurityContext *corev1.PodSecurityContext `json:"securityContext,omitempty"`
+
+	// containerSecurityContext is merged into the notebook container's security
+	// context, field by field. Kiln's meets the restricted Pod Security profile
+	// (runAsNonRoot, allowPrivilegeEscalation false, capabilities.drop [ALL],
+	// RuntimeDefault seccomp). Capabilities other than NET_BIND_SERVICE,
+	// privileged, allowPrivilegeEscalation, running as root, an Unconfined seccomp
+	// profile and an unmasked /proc are refused at admission unless an
+	// administrator allowed them (the manager's --allow-capabilities,
+	// --allow-privileged and --allow-root).
+	// +optional
+	ContainerSecurityContext *corev1.SecurityContext `json:"containerSecurityContext,omitempty"`
 }
 
 // NotebookResources are the resources of the notebook's one pod.

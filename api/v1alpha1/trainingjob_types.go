@@ -6,6 +6,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// Launcher says whether Kiln starts the framework's launcher.
+type Launcher string
+
+const (
+	// LauncherAuto runs a command that is not a launcher under the framework's launcher.
+	LauncherAuto Launcher = "auto"
+	// LauncherNone runs the command as given.
+	LauncherNone Launcher = "none"
+)
+
 // Framework selects how Kiln wires the processes of a TrainingJob together.
 // +kubebuilder:validation:Enum=none;pytorch;mpi;jax
 type Framework string
@@ -13,7 +23,8 @@ type Framework string
 const (
 	// FrameworkNone runs the command as is on every node; the code finds its peers itself.
 	FrameworkNone Framework = "none"
-	// FrameworkPyTorch sets torchrun's PET_* environment variables.
+	// FrameworkPyTorch sets torchrun's PET_* environment variables and, unless
+	// launcher is none, runs the command under torchrun (see Launcher).
 	FrameworkPyTorch Framework = "pytorch"
 	// FrameworkMPI runs sshd on every node and the command (mpirun …) on node 0.
 	FrameworkMPI Framework = "mpi"
@@ -87,6 +98,17 @@ type TrainingJobSpec struct {
 	// +kubebuilder:default=none
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="framework is immutable"
 	Framework Framework `json:"framework,omitempty"`
+
+	// launcher says whether Kiln starts the framework's launcher. auto (the default,
+	// also when unset): a pytorch job whose pods run several processes and whose
+	// command is not a launcher already (torchrun, python3 -m torch.distributed.run,
+	// deepspeed, accelerate) runs the command under python3 -m torch.distributed.run,
+	// one process per GPU of the pod; a pod of one process gets WORLD_SIZE, RANK,
+	// LOCAL_RANK, MASTER_ADDR and MASTER_PORT instead. none: the command runs as given,
+	// with torchrun's PET_* environment only. The Running condition says which.
+	// +optional
+	// +kubebuilder:validation:Enum=auto;none
+	Launcher Launcher `json:"launcher,omitempty"`
 
 	// resources are the GPUs of the whole job and the CPU and memory of each process.
 	// +optional
@@ -365,9 +387,26 @@ type PodTemplateOverlay struct {
 	// +kubebuilder:validation:MaxLength=253
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 
-	// securityContext of the pods.
+	// securityContext of the pods: the fields set here replace Kiln's, which are
+	// runAsNonRoot, the RuntimeDefault seccomp profile and fsGroup 65532 (the group
+	// that owns Kiln's volumes and can read the MPI key). runAsUser is the image's
+	// unless set here. Running as root and an Unconfined seccomp profile are
+	// refused unless an administrator allowed them.
 	// +optional
 	SecurityContext *corev1.PodSecurityContext `json:"securityContext,omitempty"`
+
+	// containerSecurityContext is merged into the training container's security
+	// context, field by field. Kiln's meets the restricted Pod Security profile:
+	// runAsNonRoot, allowPrivilegeEscalation false, capabilities.drop [ALL] and the
+	// RuntimeDefault seccomp profile. Set runAsUser for an image without a non-root
+	// USER, or capabilities.add for what the code needs (such as IPC_LOCK for
+	// RDMA); ALL stays dropped. Capabilities other than NET_BIND_SERVICE,
+	// privileged, allowPrivilegeEscalation, running as root, an Unconfined seccomp
+	// profile and an unmasked /proc are refused at admission unless an
+	// administrator allowed them (the manager's --allow-capabilities,
+	// --allow-privileged and --allow-root).
+	// +optional
+	ContainerSecurityContext *corev1.SecurityContext `json:"containerSecurityContext,omitempty"`
 
 	// volumes are added to the pods; names starting with kiln- are reserved.
 	// +optional

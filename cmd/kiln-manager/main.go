@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -46,6 +47,16 @@ func main() {
 	flag.StringVar(&o.FetchImage, "fetch-image", "", "image of cmd/kiln-fetch, which downloads s3://, gs:// and https:// data and models (the kiln-serving ConfigMap's fetchImage wins for ModelServers)")
 	flag.BoolVar(&o.Policy.AllowHostPath, "allow-host-path", false, "let TrainingJob pod overlays mount hostPath volumes")
 	flag.BoolVar(&o.Policy.AllowHostNetwork, "allow-host-network", false, "let TrainingJobs use the node's network namespace (network.hostNetwork)")
+	flag.Func("allow-capabilities", "comma-separated Linux capabilities (such as IPC_LOCK) a containerSecurityContext may add besides NET_BIND_SERVICE; ALL allows any", func(v string) error {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				o.Policy.AllowedCapabilities = append(o.Policy.AllowedCapabilities, corev1.Capability(c))
+			}
+		}
+		return nil
+	})
+	flag.BoolVar(&o.Policy.AllowPrivileged, "allow-privileged", false, "let security contexts ask for privileged containers, privilege escalation, Unconfined seccomp/AppArmor or an unmasked /proc")
+	flag.BoolVar(&o.Policy.AllowRoot, "allow-root", false, "let security contexts run containers as root (runAsUser 0, runAsNonRoot false)")
 	flag.BoolVar(&o.Webhooks.Enabled, "webhooks", true, "serve the admission webhooks")
 	flag.IntVar(&o.Webhooks.Port, "webhook-port", 9443, "port of the webhook server")
 	flag.StringVar(&o.Webhooks.CertDir, "webhook-cert-dir", "", "serve tls.crt and tls.key from this folder (cert-manager); empty: Kiln issues and rotates its own certificate")

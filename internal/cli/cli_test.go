@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -280,4 +281,62 @@ func TestDoctorGPUFindings(t *testing.T) {
 	printFindings(&out, gpuFindings(nodes, controlplane.GPUResource))
 	printFindings(&out, gpuFindings(nodes[4:], controlplane.GPUResource))
 	golden(t, "doctor-gpus.golden.txt", out.String())
+}
+
+// doctor reads the webhook's table: rancher.io/local-path makes ReadWriteOnce volumes.
+func TestDoctorStorageFindings(t *testing.T) {
+	class := func(name, provisioner string) storagev1.StorageClass {
+		return storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Provisioner: provisioner}
+	}
+	for _, tc := range []struct {
+		classes []storagev1.StorageClass
+		want    string
+	}{
+		{[]storagev1.StorageClass{class("local-path", "rancher.io/local-path")}, "! no ReadWriteMany storage class found\n"},
+		{[]storagev1.StorageClass{class("nfs", "nfs.csi.k8s.io"), class("local-path", "rancher.io/local-path")}, "✓ ReadWriteMany storage: nfs (nfs.csi.k8s.io)\n"},
+		{[]storagev1.StorageClass{class("odd", "example.com/odd")}, "- storage classes of unknown access modes: odd (example.com/odd)\n"},
+	} {
+		var out bytes.Buffer
+		printFindings(&out, storageFindings(tc.classes))
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("storage findings lack %q:\n%s", tc.want, out.String())
+		}
+	}
+}
+
+// Offline export warns as the webhook would on nodes of --node-gpus GPUs.
+func TestExportWarnsAsAdmissionDoes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, spec string) string {
+		path := filepath.Join(dir, name)
+		doc := "apiVersion: kiln.dev/v1alpha1\nkind: TrainingJob\nmetadata:\n  name: j\n  namespace: ns\nspec:\n  image: registry.example/x:1\n  command: [python, train.py]\n" + spec
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for _, tc := range []struct {
+		name, spec, want string
+	}{
+		{"uneven GPUs", "  resources:\n    gpus: 11\n  checkpoints:\n    size: 1Gi\n",
+			"Warning: 11 GPUs do not split evenly over 2 of these nodes"},
+		{"multi-node without checkpoints", "  resources:\n    gpus: 16\n",
+			"Warning: the job runs on 2 nodes without checkpoints"},
+		{"topology wider than needed", "  resources:\n    gpus: 8\n  topology:\n    nodes: 4\n    processesPerNode: 2\n  checkpoints:\n    size: 1Gi\n",
+			"Warning: spec.topology asks for 4 nodes × 2 GPUs, but 1 node(s) × 8 GPUs would hold the job"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, err := run(t, "export", "-f", write(tc.name+".yaml", tc.spec))
+			if err != nil {
+				t.Fatalf("%v\n%s", err, errOut)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Errorf("export's warnings lack %q:\n%s", tc.want, errOut)
+			}
+		})
+	}
+	_, errOut, err := run(t, "export", "-f", write("rwo.yaml", "  resources:\n    gpus: 16\n  checkpoints:\n    size: 1Gi\n    accessMode: ReadWriteOnce\n"))
+	if err == nil || !strings.Contains(err.Error(), "spec.checkpoints.accessMode") {
+		t.Errorf("export of a 2-node job on a ReadWriteOnce volume: %v, want admission's refusal\n%s", err, errOut)
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -16,6 +17,8 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/placement"
+	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/storage"
 )
 
 // finding is one line of the doctor's report.
@@ -37,17 +40,17 @@ type DoctorOptions struct {
 // backoffLimitPerIndex, podReplacementPolicy).
 const minKubernetes = "1.33.0"
 
-// rwxProvisioners are storage provisioners known to offer ReadWriteMany volumes.
-var rwxProvisioners = []string{"nfs", "cephfs", "efs.csi.aws.com", "filestore.csi.storage.gke.io",
-	"file.csi.azure.com", "azurefile", "glusterfs", "lustre", "weka", "juicefs", "hostpath", "rancher.io/local-path", "kiln.dev/local-path"}
-
-// Integrations Kiln uses when present, found by their API groups.
-var integrations = []struct{ name, group, use string }{
-	{"Kueue", "kueue.x-k8s.io", "queueName hands admission and quota to Kueue"},
-	{"Gateway API", "gateway.networking.k8s.io", "exact weighted canaries for ModelServers"},
-	{"KEDA", "keda.sh", "scale-to-zero for ModelServers"},
-	{"cert-manager", "cert-manager.io", "webhook serving certificates"},
-	{"ProvisioningRequest", "autoscaling.x-k8s.io", "gang admission asks the cluster autoscaler for capacity"},
+// Integrations found by their API groups. used says whether any Kiln code acts on
+// one: only those get a ✓ or an "optional" line, so doctor never promises a feature
+// the code lacks (an unused one present is reported as present, nothing more).
+var integrations = []struct {
+	name, group, use string
+	used             bool
+}{
+	{"Kueue", "kueue.x-k8s.io", "spec.queueName hands admission and quota to Kueue", true},
+	{"KEDA", "keda.sh", "", false},
+	{"cert-manager", "cert-manager.io", "", false},
+	{"ProvisioningRequest", "autoscaling.x-k8s.io", "", false},
 }
 
 func newDoctorCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Command {
@@ -57,9 +60,11 @@ func newDoctorCommand(c cluster, streams genericiooptions.IOStreams) *cobra.Comm
 		Short: "Check whether the cluster is ready for ML work: GPUs, device plugins, storage, Kiln, integrations",
 		Long: `Check the cluster the way an ML platform engineer would, and say how to fix what is missing:
 Kubernetes version, Kiln's API, nodes advertising GPUs (per pool, with GPU model and driver),
-the GPU device-plugin DaemonSet, an "nvidia" RuntimeClass, a ReadWriteMany storage class for
-checkpoints, and the optional integrations Kiln uses when present (Kueue, Gateway API, KEDA,
-cert-manager, ProvisioningRequest). Exits non-zero when something blocks GPU training.`,
+the GPU device-plugin DaemonSet, an "nvidia" RuntimeClass (which Kiln sets on TrainingJob GPU pods),
+a ReadWriteMany storage class for checkpoints, and the
+optional integrations Kiln uses when present (Kueue, Gateway API HTTPRoutes). KEDA, cert-manager
+and the ProvisioningRequest API are reported when present, as ones Kiln does not use yet.
+Exits non-zero when something blocks GPU training.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return explain(o.Run(cmd.Context()))
@@ -143,38 +148,79 @@ func diagnose(ctx context.Context, cs kubernetes.Interface, gpuResource corev1.R
 		out = append(out, finding{"warn", "no GPU device-plugin DaemonSet found",
 			"install the NVIDIA device plugin or GPU operator; nodes then advertise " + string(gpuResource) + " (simulated nodes advertise it without one)"})
 	}
-	if _, err := cs.NodeV1().RuntimeClasses().Get(ctx, "nvidia", metav1.GetOptions{}); err == nil {
-		out = append(out, finding{"ok", `RuntimeClass "nvidia" exists: Kiln sets it on GPU pods`, ""})
+	// The fact the TrainingJob controller reads (render.NvidiaRuntimeClass).
+	if rc, err := cs.NodeV1().RuntimeClasses().Get(ctx, "nvidia", metav1.GetOptions{}); err == nil {
+		if name := render.NvidiaRuntimeClass(rc, gpuResource); name != "" {
+			out = append(out, finding{"ok", `RuntimeClass "nvidia" (handler nvidia): Kiln sets runtimeClassName: nvidia on TrainingJob pods that request ` + string(gpuResource), ""})
+		} else {
+			out = append(out, finding{"info", fmt.Sprintf(`RuntimeClass "nvidia" has handler %q; Kiln sets it only when the handler is nvidia and pods count nvidia.com/gpu`, rc.Handler), ""})
+		}
 	}
 
 	classes, err := cs.StorageV1().StorageClasses().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
-	var rwx []string
-	for _, sc := range classes.Items {
-		for _, p := range rwxProvisioners {
-			if strings.Contains(sc.Provisioner, p) {
-				rwx = append(rwx, sc.Name+" ("+sc.Provisioner+")")
-				break
-			}
+	out = append(out, storageFindings(classes.Items)...)
+
+	// The same test the ModelServer controller makes before it renders an HTTPRoute.
+	if httpRoutes(cs) {
+		out = append(out, finding{"ok", "Gateway API HTTPRoutes served: ModelServer canaries are split by HTTPRoute weights (exact once a mesh or Gateway accepts the route)", ""})
+	} else {
+		out = append(out, finding{"info", "Gateway API HTTPRoutes not served (optional: exact weighted canaries for ModelServers; without it the split follows replica counts)", ""})
+	}
+	for _, in := range integrations {
+		switch {
+		case served[in.group] && in.used:
+			out = append(out, finding{"ok", in.name + " detected: " + in.use, ""})
+		case served[in.group]:
+			out = append(out, finding{"info", in.name + " (" + in.group + ") present; Kiln does not use it yet", ""})
+		case in.used:
+			out = append(out, finding{"info", in.name + " not installed (optional: " + in.use + ")", ""})
 		}
 	}
+	return out, nil
+}
+
+// storageFindings names the ReadWriteMany classes by the table the admission
+// webhook reads, and the classes whose access modes nobody knows.
+func storageFindings(classes []storagev1.StorageClass) []finding {
+	var rwx, unknown []string
+	for i := range classes {
+		sc := &classes[i]
+		switch storage.ClassModes(sc) {
+		case storage.ReadWriteMany:
+			rwx = append(rwx, sc.Name+" ("+sc.Provisioner+")")
+		case storage.Unknown:
+			unknown = append(unknown, sc.Name+" ("+sc.Provisioner+")")
+		}
+	}
+	var out []finding
 	if len(rwx) > 0 {
 		out = append(out, finding{"ok", "ReadWriteMany storage: " + strings.Join(rwx, ", "), ""})
 	} else {
 		out = append(out, finding{"warn", "no ReadWriteMany storage class found",
 			"multi-node jobs share checkpoints on ReadWriteMany volumes: install an NFS, CephFS or cloud file-store CSI driver"})
 	}
+	if len(unknown) > 0 {
+		out = append(out, finding{"info", "storage classes of unknown access modes: " + strings.Join(unknown, ", "),
+			"if one serves ReadWriteMany, annotate it: kubectl annotate storageclass NAME " + storage.AnnotationAccessModes + "=ReadWriteOnce,ReadWriteMany"})
+	}
+	return out
+}
 
-	for _, in := range integrations {
-		if served[in.group] {
-			out = append(out, finding{"ok", in.name + " detected: " + in.use, ""})
-		} else {
-			out = append(out, finding{"info", in.name + " not installed (optional: " + in.use + ")", ""})
+// httpRoutes says whether gateway.networking.k8s.io/v1 serves httproutes.
+func httpRoutes(cs kubernetes.Interface) bool {
+	list, err := cs.Discovery().ServerResourcesForGroupVersion("gateway.networking.k8s.io/v1")
+	if err != nil {
+		return false
+	}
+	for _, r := range list.APIResources {
+		if r.Name == "httproutes" {
+			return true
 		}
 	}
-	return out, nil
+	return false
 }
 
 // gpuFindings reports the GPU nodes per pool, with model and driver, or what is missing.

@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -22,6 +24,7 @@ import (
 	"kiln.dev/kiln/internal/placement"
 	"kiln.dev/kiln/internal/render"
 	"kiln.dev/kiln/internal/validation"
+	"kiln.dev/kiln/internal/webhook"
 )
 
 // ExportOptions print the plain Kubernetes objects Kiln creates for a TrainingJob.
@@ -133,6 +136,9 @@ func (o *ExportOptions) Run(ctx context.Context) error {
 		if shape, err = placement.ForTrainingJob(&tj.Spec, assumed); err != nil {
 			return err
 		}
+		if err := o.admissionWarnings(tj, shape); err != nil {
+			return err
+		}
 	} else {
 		if tj, shape, err = o.live(ctx); err != nil {
 			return explain(err)
@@ -150,6 +156,35 @@ func (o *ExportOptions) Run(ctx context.Context) error {
 		return err
 	}
 	return o.writeImageTar(ctx)
+}
+
+// admissionWarnings runs admission's checks of the file against nodes of
+// --node-gpus GPUs, as many as the shape uses, and prints its warnings as kubectl
+// prints the API server's; what the webhook would refuse is an error.
+func (o *ExportOptions) admissionWarnings(tj *v1alpha1.TrainingJob, shape placement.Shape) error {
+	nodes := make([]corev1.Node, shape.Nodes)
+	for i := range nodes {
+		nodes[i] = corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("assumed-%d", i)},
+			Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{
+				corev1.ResourceName(gpuResourceOf(tj)): *resource.NewQuantity(int64(o.NodeGPUs), resource.DecimalSI)}},
+		}
+	}
+	errs, warnings := webhook.CheckTrainingJobOn(tj, nodes, nil)
+	for _, w := range warnings {
+		fmt.Fprintln(o.streams.ErrOut, "Warning:", w)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("admission would refuse %s on nodes of %d GPUs: %v", o.File, o.NodeGPUs, errs.ToAggregate())
+	}
+	return nil
+}
+
+func gpuResourceOf(tj *v1alpha1.TrainingJob) string {
+	if g := tj.Spec.Resources.GPUResource; g != "" {
+		return g
+	}
+	return v1alpha1.DefaultGPUResource
 }
 
 // writeImageTar writes the exported object's image beside its manifests, for --image-tar.

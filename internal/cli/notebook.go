@@ -90,7 +90,7 @@ func newNotebookCreateCommand(c cluster, streams genericiooptions.IOStreams) *co
 	f := cmd.Flags()
 	f.StringVar(&o.Image, "image", "", "image serving HTTP on port 8888 (default: JupyterLab, "+v1alpha1.DefaultNotebookImage+")")
 	f.StringVar(&o.GPUs, "gpus", "0", "GPUs of the notebook")
-	f.StringVar(&o.GPUResource, "gpu-resource", v1alpha1.DefaultGPUResource, "extended resource that counts GPUs")
+	f.StringVar(&o.GPUResource, "gpu-resource", "", "extended resource that counts GPUs (default "+v1alpha1.DefaultGPUResource+")")
 	f.StringVar(&o.CPU, "cpu", "", "CPU requested, e.g. 4")
 	f.StringVar(&o.Memory, "memory", "", "memory requested and limited, e.g. 32Gi")
 	f.StringVar(&o.WorkspaceSize, "workspace-size", v1alpha1.DefaultWorkspaceSize, "size of the persistent workspace")

@@ -27,6 +27,7 @@ type TrainOptions struct {
 	GPUs             string
 	GPUResource      string
 	Framework        string
+	Launcher         string
 	CPU, Memory      string
 	Nodes            int32
 	ProcessesPerNode int32
@@ -76,8 +77,9 @@ volume and restarts the whole gang from the latest checkpoint when a worker fail
 	f.StringVarP(&o.File, "filename", "f", "", "create the TrainingJob in this manifest (- for standard input) instead of from flags")
 	f.StringVar(&o.Image, "image", "", "container image with the training code")
 	f.StringVar(&o.GPUs, "gpus", "0", "GPUs for the whole job; Kiln chooses how many nodes")
-	f.StringVar(&o.GPUResource, "gpu-resource", v1alpha1.DefaultGPUResource, "extended resource that counts GPUs")
+	f.StringVar(&o.GPUResource, "gpu-resource", "", "extended resource that counts GPUs (default: left to the cluster, which picks the one its nodes advertise, "+v1alpha1.DefaultGPUResource+" first)")
 	f.StringVar(&o.Framework, "framework", "none", "none, pytorch, mpi or jax")
+	f.StringVar(&o.Launcher, "launcher", "", "auto (default: a pytorch command that is not a launcher runs under torchrun) or none (run the command as given)")
 	f.StringVar(&o.CPU, "cpu", "", "CPU per process, e.g. 4")
 	f.StringVar(&o.Memory, "memory", "", "memory per process, e.g. 32Gi")
 	f.Int32Var(&o.Nodes, "nodes", 0, "override the shape: number of nodes (with --processes-per-node)")
@@ -147,6 +149,7 @@ func (o *TrainOptions) fromFlags(ns string) error {
 		Spec: v1alpha1.TrainingJobSpec{
 			Image:     o.Image,
 			Framework: v1alpha1.Framework(o.Framework),
+			Launcher:  v1alpha1.Launcher(o.Launcher),
 			Resources: v1alpha1.TrainingResources{GPUs: gpus, GPUResource: o.GPUResource},
 			Restart:   v1alpha1.RestartSpec{MaxRestarts: ptr.To(o.MaxRestarts)},
 			QueueName: o.QueueName,

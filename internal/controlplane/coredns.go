@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"kiln.dev/kiln/internal/render"
 )
 
 // corefile serves cluster.local from the API with ttl 0 and no cache: a Job re-created under
@@ -62,11 +64,8 @@ func coreDNSObjects(image string) (*corev1.ServiceAccount, *rbacv1.ClusterRole, 
 					DNSPolicy:          corev1.DNSDefault,
 					PriorityClassName:  "system-cluster-critical",
 					NodeSelector:       map[string]string{PoolLabel: RealNodePool},
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsNonRoot:   ptr.To(true),
-						RunAsUser:      ptr.To[int64](65532),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
+					// The restricted profile, from the helper every Kiln pod's comes from.
+					SecurityContext: render.RestrictedPod(nil),
 					Containers: []corev1.Container{{
 						Name:  name,
 						Image: image,
@@ -83,11 +82,8 @@ func coreDNSObjects(image string) (*corev1.ServiceAccount, *rbacv1.ClusterRole, 
 							ProbeHandler:        corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromInt32(8080)}},
 							InitialDelaySeconds: 30,
 						},
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
+						// 65532, as the image is built; read-only root, no capabilities.
+						SecurityContext: render.KilnContainer(),
 					}},
 					Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{
 						ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}},

@@ -318,6 +318,11 @@ func baseImage(layer v1.Layer, base Base) (v1.Image, error) {
 			"PYTHONUNBUFFERED=1",
 		}
 		cf.Config.Cmd = []string{"python3"}
+		// Kiln's pods run with runAsNonRoot, under the restricted Pod Security
+		// profile: the kubelet refuses an image whose user is root. Files stay root's,
+		// readable by all; programs write to Kiln's volumes (/kiln/...), which the
+		// pod's fsGroup, the same 65532, owns.
+		cf.Config.User = build.NonRootUser
 		cf.Config.Labels = map[string]string{"dev.kiln.base": base.Name + "-" + base.Key()}
 	})
 }

@@ -154,12 +154,15 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := admitter.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up gang admission: %w", err)
 	}
+	// Every kind's pods are injected as they are rendered, so none of Kiln's pods
+	// waits for (or fails without) its pod webhook.
+	inject := func(t *corev1.PodTemplateSpec) { webhook.InjectTemplate(t, o.Webhooks.Injection) }
 	err = (&trainingjob.Reconciler{
 		Client:     mgr.GetClient(),
 		APIReader:  mgr.GetAPIReader(),
 		Logs:       pods,
 		FetchImage: o.FetchImage,
-		Inject:     func(t *corev1.PodTemplateSpec) { webhook.InjectTemplate(t, o.Webhooks.Injection) },
+		Inject:     inject,
 		PlaceNew:   admitter.PlaceNew,
 		Recorder:   mgr.GetEventRecorder("kiln-trainingjob"),
 		Clock:      clock.RealClock{},
@@ -174,6 +177,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Recorder:  mgr.GetEventRecorder("kiln-notebook"),
 		Clock:     clock.RealClock{},
 		Tokens:    keys,
+		Inject:    inject,
+		Policy:    o.Policy,
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the Notebook controller: %w", err)
@@ -190,6 +195,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Namespace:  orDefault(o.Namespace, "kiln-system"),
 		FetchImage: o.FetchImage,
 		Gateway:    &modelserver.GatewayDetector{Discovery: disco, Clock: clock.RealClock{}, TTL: 10 * time.Second},
+		Inject:     inject,
+		Policy:     o.Policy,
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the ModelServer controller: %w", err)

@@ -131,6 +131,8 @@ var allowedPermissions = []string{
 	"ClusterRole kiln-manager: policy/poddisruptionbudgets list",
 	"ClusterRole kiln-manager: policy/poddisruptionbudgets patch",
 	"ClusterRole kiln-manager: policy/poddisruptionbudgets watch",
+	// get: a canary's HTTPRoute is read before it is changed.
+	"ClusterRole kiln-manager: gateway.networking.k8s.io/httproutes get",
 	"ClusterRole kiln-manager: gateway.networking.k8s.io/httproutes create",
 	"ClusterRole kiln-manager: gateway.networking.k8s.io/httproutes delete",
 	"ClusterRole kiln-manager: gateway.networking.k8s.io/httproutes list",
@@ -146,6 +148,9 @@ var allowedPermissions = []string{
 	"ClusterRole kiln-manager: /pods watch",
 	"ClusterRole kiln-manager: scheduling.k8s.io/priorityclasses list",
 	"ClusterRole kiln-manager: scheduling.k8s.io/priorityclasses watch",
+	// The nvidia RuntimeClass, set on GPU pods where the cluster has one.
+	"ClusterRole kiln-manager: node.k8s.io/runtimeclasses list",
+	"ClusterRole kiln-manager: node.k8s.io/runtimeclasses watch",
 	"ClusterRole kiln-manager: storage.k8s.io/storageclasses list",
 	"ClusterRole kiln-manager: storage.k8s.io/storageclasses watch",
 	// Trials' kiln-metric lines and rank 0's last checkpoint are in pod logs. RBAC cannot

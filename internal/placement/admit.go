@@ -226,7 +226,7 @@ func (c *Cluster) refusal(p *Packer, pods []Pod) string {
 			total.GPU, gpu, eligibleTotal.GPU)
 	}
 	if nodes := countTrue(anyEligible); len(pods) > 0 && pods[0].OwnNode && len(pods) > nodes {
-		return fmt.Sprintf("its %d ranks each need a node of their own but only %d node(s) may run them; lower topology.nodes or add nodes",
+		return fmt.Sprintf("its %d ranks each need a node of their own but only %d node(s) may run them; ask for fewer GPUs or add nodes",
 			len(pods), nodes)
 	}
 	empty := make([]Resources, len(c.nodes))

@@ -130,14 +130,8 @@ func Choose(gpus int32, gpuResource string, shapes []NodeShape) (Shape, error) {
 		return Shape{}, fmt.Errorf("no schedulable node offers %s; add GPU nodes or set spec.resources.gpuResource to the resource your nodes advertise", gpuResource)
 	}
 	largest := shapes[0].GPUsPerNode
-	for n := int32(1); n <= gpus; n++ {
-		if gpus%n != 0 {
-			continue
-		}
+	if n, ok := evenSplit(gpus, shapes); ok {
 		per := gpus / n
-		if per > largest || podsThatFit(shapes, per) < int64(n) {
-			continue
-		}
 		s := Shape{Nodes: n, ProcessesPerNode: per, GPUsPerNode: per, Pool: poolFor(shapes, per, n)}
 		if n == 1 {
 			s.Reason = fmt.Sprintf("%d GPUs fit on one node%s (%d × %s)", gpus, inPool(s.Pool), nodeGPUs(shapes, s.Pool, per), gpuResource)
@@ -147,13 +141,61 @@ func Choose(gpus int32, gpuResource string, shapes []NodeShape) (Shape, error) {
 		}
 		return s, nil
 	}
-	// One GPU per pod always splits evenly, so only a lack of GPUs gets here.
 	total := int64(0)
 	for _, sh := range shapes {
 		total += int64(sh.Count) * int64(sh.GPUsPerNode)
 	}
-	return Shape{}, fmt.Errorf("needs %d × %s but the schedulable nodes have %d in all (%s); lower resources.gpus or add nodes",
-		gpus, gpuResource, total, describe(shapes))
+	if int64(gpus) > total {
+		return Shape{}, fmt.Errorf("needs %d × %s but the schedulable nodes have %d in all (%s); %s, or add nodes",
+			gpus, gpuResource, total, describe(shapes), nearestCounts(gpus, shapes))
+	}
+	return Shape{}, fmt.Errorf("%d GPUs cannot be split evenly over these nodes (%s) with one worker pod per node; %s, or add nodes",
+		gpus, describe(shapes), nearestCounts(gpus, shapes))
+}
+
+// evenSplit is the smallest node count n that divides gpus such that n nodes of
+// shapes (usable, sorted) each hold one pod of gpus/n GPUs.
+func evenSplit(gpus int32, shapes []NodeShape) (int32, bool) {
+	if len(shapes) == 0 {
+		return 0, false
+	}
+	for n := int32(1); n <= gpus; n++ {
+		if gpus%n != 0 {
+			continue
+		}
+		if per := gpus / n; per <= shapes[0].GPUsPerNode && podsThatFit(shapes, per) >= int64(n) {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// nearestCounts names the GPU counts next to gpus, below and above, that Choose
+// accepts on shapes, as "8 (1 node) or 16 (2 nodes) can".
+func nearestCounts(gpus int32, shapes []NodeShape) string {
+	var total int32
+	for _, sh := range shapes {
+		total += sh.Count * sh.GPUsPerNode
+	}
+	var found []string
+	try := func(g int32) bool {
+		if n, ok := evenSplit(g, shapes); ok {
+			found = append(found, fmt.Sprintf("%d (%s)", g, plural(n, "node")))
+			return true
+		}
+		return false
+	}
+	for g := gpus - 1; g >= 1 && !try(g); g-- {
+	}
+	for g := gpus + 1; g <= total && !try(g); g++ {
+	}
+	switch len(found) {
+	case 0: // cannot happen: one GPU on one node always fits
+		return "no count fits"
+	case 1:
+		return found[0] + " can"
+	}
+	return found[0] + " or " + found[1] + " can"
 }
 
 // FromTopology checks an explicit topology against the job's GPUs and, when node
@@ -205,12 +247,30 @@ func usable(shapes []NodeShape) []NodeShape {
 	return out
 }
 
-// podsThatFit counts the pods of per GPUs the nodes can hold. Pods are not kept
-// apart, so a big node may take several.
+// RanksPerNode is the one rule shape choice and gang admission share: how many
+// worker pods (ranks of a shape) of gpusPerPod GPUs one node of nodeGPUs may hold.
+// A GPU rank takes its node to itself — two ranks on one node would contend for
+// its GPUs and network, and one pod with all of them does better — so it is 1 when
+// the node has the GPUs and 0 otherwise. CPU ranks (gpusPerPod 0) share nodes.
+func RanksPerNode(nodeGPUs, gpusPerPod int64) int64 {
+	switch {
+	case !OwnsNode(gpusPerPod):
+		return 1 << 20
+	case nodeGPUs >= gpusPerPod:
+		return 1
+	}
+	return 0
+}
+
+// OwnsNode says whether a worker pod of gpusPerPod GPUs takes a node to itself
+// (see RanksPerNode); gang admission marks such pods Pod.OwnNode.
+func OwnsNode(gpusPerPod int64) bool { return gpusPerPod > 0 }
+
+// podsThatFit counts the worker pods of per GPUs the nodes can hold, by RanksPerNode.
 func podsThatFit(shapes []NodeShape, per int32) int64 {
 	var n int64
 	for _, s := range shapes {
-		n += int64(s.Count) * int64(s.GPUsPerNode/per)
+		n += int64(s.Count) * RanksPerNode(int64(s.GPUsPerNode), int64(per))
 	}
 	return n
 }
@@ -268,4 +328,44 @@ func describe(shapes []NodeShape) string {
 		parts = append(parts, fmt.Sprintf("%s: %d × %d GPUs", name, s.Count, s.GPUsPerNode))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// WiderThanNeeded explains a chosen shape that uses more nodes than the fewest that could
+// hold its GPUs (a count that does not split evenly, such as 11 on 8-GPU nodes run
+// as 11 × 1), naming nearby counts that use fewer; "" when the shape is as narrow
+// as the GPUs allow. Admission and offline export give it as a warning.
+func WiderThanNeeded(gpus int32, s Shape, shapes []NodeShape) string {
+	shapes = usable(shapes)
+	if gpus <= 0 || len(shapes) == 0 {
+		return ""
+	}
+	largest := shapes[0].GPUsPerNode
+	fewest := (gpus + largest - 1) / largest
+	if s.Nodes <= fewest {
+		return ""
+	}
+	var total int32
+	for _, sh := range shapes {
+		total += sh.Count * sh.GPUsPerNode
+	}
+	var better []string
+	narrow := func(g int32) bool {
+		n, ok := evenSplit(g, shapes)
+		if ok && n <= (g+largest-1)/largest && n < s.Nodes {
+			better = append(better, fmt.Sprintf("%d GPUs (%s)", g, plural(n, "node")))
+			return true
+		}
+		return false
+	}
+	for g := gpus - 1; g >= 1 && !narrow(g); g-- {
+	}
+	for g := gpus + 1; g <= total && !narrow(g); g++ {
+	}
+	msg := fmt.Sprintf("%d GPUs do not split evenly over %d of these nodes (one worker pod per node, the same GPUs in each), so the job runs as %s: "+
+		"%d worker pods on as many nodes, with more traffic between them and a larger gang to schedule",
+		gpus, fewest, s.Summary(), s.Nodes)
+	if len(better) > 0 {
+		return msg + ". Fix: ask for " + strings.Join(better, " or ") + ", which use fewer nodes"
+	}
+	return msg + ". Fix: add nodes with more GPUs"
 }

@@ -94,11 +94,25 @@ func TestChoose(t *testing.T) {
 			wantErr: "needs 16 × nvidia.com/gpu but the schedulable nodes have 8 in all (p4d: 1 × 8 GPUs)",
 		},
 		{
-			name:   "a prime count spreads one GPU per pod",
+			// Gang admission gives every GPU rank a node of its own, so 11 × 1 GPU needs
+			// 11 nodes: Choose refuses it on two and names the counts that work.
+			name:    "a prime count that would need a node per GPU is refused with the counts that work",
+			gpus:    11,
+			shapes:  []NodeShape{{Pool: "p4d", GPUsPerNode: 8, Count: 2}},
+			wantErr: "11 GPUs cannot be split evenly over these nodes (p4d: 2 × 8 GPUs) with one worker pod per node; 10 (2 nodes) or 12 (2 nodes) can, or add nodes",
+		},
+		{
+			name:    "12 on one 8-GPU and one 4-GPU node",
+			gpus:    12,
+			shapes:  []NodeShape{{Pool: "p4d", GPUsPerNode: 8, Count: 1}, {Pool: "g5", GPUsPerNode: 4, Count: 1}},
+			wantErr: "12 GPUs cannot be split evenly over these nodes (p4d: 1 × 8 GPUs, g5: 1 × 4 GPUs) with one worker pod per node; 8 (1 node) can, or add nodes",
+		},
+		{
+			name:   "a prime count on enough 1-GPU nodes is one GPU per node",
 			gpus:   11,
-			shapes: []NodeShape{{Pool: "p4d", GPUsPerNode: 8, Count: 1}, {Pool: "g5", GPUsPerNode: 4, Count: 1}},
-			want: Shape{Nodes: 11, ProcessesPerNode: 1, GPUsPerNode: 1,
-				Reason: "11 GPUs do not fit on one node (the largest has 8 × nvidia.com/gpu); the fewest nodes that split them evenly are 11 nodes × 1 GPU"},
+			shapes: []NodeShape{{Pool: "t4", GPUsPerNode: 1, Count: 12}},
+			want: Shape{Nodes: 11, ProcessesPerNode: 1, GPUsPerNode: 1, Pool: "t4",
+				Reason: "11 GPUs do not fit on one node (the largest has 1 × nvidia.com/gpu); the fewest nodes that split them evenly are 11 nodes × 1 GPU of pool t4"},
 		},
 		{
 			name:    "negative",
@@ -193,13 +207,18 @@ func TestForTrainingJob(t *testing.T) {
 	if got.Summary() != "2x4" {
 		t.Errorf("got %s, want 2x4", got.Summary())
 	}
-	spec.Topology = &v1alpha1.Topology{Nodes: 8, ProcessesPerNode: 1}
+	spec.Topology = &v1alpha1.Topology{Nodes: 2, ProcessesPerNode: 4}
 	got, err = ForTrainingJob(spec, shapes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Summary() != "8x1" {
-		t.Errorf("got %s, want 8x1 from the topology", got.Summary())
+	if got.Summary() != "2x4" || !strings.HasPrefix(got.Reason, "set by spec.topology") {
+		t.Errorf("got %s (%s), want 2x4 from the topology", got.Summary(), got.Reason)
+	}
+	// One worker pod per node: 8 × 1 needs 8 nodes, as gang admission would.
+	spec.Topology = &v1alpha1.Topology{Nodes: 8, ProcessesPerNode: 1}
+	if _, err = ForTrainingJob(spec, shapes); err == nil || !strings.Contains(err.Error(), "the nodes present hold only 2") {
+		t.Errorf("topology 8x1 on two nodes: %v, want a refusal", err)
 	}
 }
 
@@ -246,5 +265,26 @@ func checkErr(t *testing.T, err error, want string) {
 		t.Fatalf("no error, want %q", want)
 	case want != "" && !strings.Contains(err.Error(), want):
 		t.Fatalf("error %q, want it to contain %q", err, want)
+	}
+}
+
+func TestWiderThanNeeded(t *testing.T) {
+	p4d := []NodeShape{{Pool: "p4d", GPUsPerNode: 8, Count: 16}}
+	for _, tc := range []struct {
+		gpus int32
+		want string
+	}{
+		{8, ""},
+		{12, ""},
+		{11, "11 GPUs do not split evenly over 2 of these nodes (one worker pod per node, the same GPUs in each), so the job runs as 11x1: " +
+			"11 worker pods on as many nodes, with more traffic between them and a larger gang to schedule. Fix: ask for 10 GPUs (2 nodes) or 12 GPUs (2 nodes), which use fewer nodes"},
+	} {
+		s, err := Choose(tc.gpus, gpu, p4d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := WiderThanNeeded(tc.gpus, s, p4d); got != tc.want {
+			t.Errorf("WiderThanNeeded(%d, %s) = %q, want %q", tc.gpus, s.Summary(), got, tc.want)
+		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // MPI runs as in the MPI Operator's SSH mode, but inside one Indexed Job: every
-// pod runs sshd, and pod 0 is both the launcher and the first worker. A single
+// pod runs sshd (as the image's non-root user, on MPISSHPort), and pod 0 is both the launcher and the first worker. A single
 // pod template cannot give the launcher fewer GPUs than the workers, and a
 // launcher that also trains wastes nothing. The Job's success policy ends the
 // job when pod 0 exits successfully.
@@ -25,32 +25,57 @@ import (
 const (
 	sshPrivateKeyFile = "id_ed25519"
 	sshPublicKeyFile  = "id_ed25519.pub"
+	sshConfigKey      = "config"
+	sshdConfigKey     = "sshd_config"
 	hostfileKey       = "hostfile"
 )
 
-// sshConfig lets mpirun reach workers whose host keys are generated at start and
-// so cannot be known in advance, and retries while their sshd starts.
-const sshConfig = `Host *
+// sshConfig lets mpirun reach workers on sshd's port with Kiln's key. Their host
+// keys are generated at start and so cannot be known in advance; it retries while
+// their sshd starts. Open MPI passes it to ssh with -F (OMPI_MCA_plm_rsh_args).
+var sshConfig = fmt.Sprintf(`Host *
+  Port %d
+  IdentityFile %s/%s
+  IdentitiesOnly yes
   StrictHostKeyChecking no
   UserKnownHostsFile /dev/null
   ConnectionAttempts 30
   LogLevel ERROR
-`
+`, MPISSHPort, SSHDir, sshPrivateKeyFile)
+
+// sshdConfig runs sshd as the image's user: a high port, a host key in a
+// writable folder, Kiln's key as the only way in. A non-root sshd can log in
+// only its own user, which is the one mpirun connects as. StrictModes is off
+// because the key files are root's, read through the pod's group.
+var sshdConfig = fmt.Sprintf(`Port %[1]d
+HostKey %[2]s/ssh_host_ed25519_key
+PidFile %[2]s/sshd.pid
+AuthorizedKeysFile %[3]s/authorized_keys
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+`, MPISSHPort, SSHDDir, SSHDir)
 
 // mpiEntrypoint wraps the user's command ("$@"): workers serve SSH until the Job
 // ends them; pod 0 starts sshd too, waits until every host in the hostfile
-// resolves, and runs the command.
+// resolves, and runs the command. ssh and sshd look the user up in /etc/passwd,
+// so the image needs an entry for the user it runs as.
 const mpiEntrypoint = `set -e
 if [ ! -x /usr/sbin/sshd ]; then
   echo "kiln: framework mpi needs /usr/sbin/sshd (openssh-server) in the image" >&2
   exit 1
 fi
-mkdir -p /run/sshd
-ssh-keygen -A >/dev/null
-if [ "$KILN_NODE_RANK" != 0 ]; then
-  exec /usr/sbin/sshd -D -e
+if ! id -un >/dev/null 2>&1; then
+  echo "kiln: framework mpi needs a user in the image's /etc/passwd for uid $(id -u): ssh and sshd look it up" >&2
+  exit 1
 fi
-/usr/sbin/sshd -e
+[ -f ` + SSHDDir + `/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N "" -f ` + SSHDDir + `/ssh_host_ed25519_key
+if [ "$KILN_NODE_RANK" != 0 ]; then
+  exec /usr/sbin/sshd -D -e -f ` + SSHDir + `/` + sshdConfigKey + `
+fi
+/usr/sbin/sshd -e -f ` + SSHDir + `/` + sshdConfigKey + `
 for host in $(cut -d' ' -f1 "$KILN_HOSTFILE"); do
   tries=0
   until getent hosts "$host" >/dev/null; do
@@ -97,7 +122,8 @@ func (r *renderer) sshSecret() (*corev1.Secret, error) {
 			sshPrivateKeyFile: key.PrivateKey,
 			sshPublicKeyFile:  key.PublicKey,
 			"authorized_keys": key.PublicKey,
-			"config":          []byte(sshConfig),
+			sshConfigKey:      []byte(sshConfig),
+			sshdConfigKey:     []byte(sshdConfig),
 		},
 	}, nil
 }

@@ -271,29 +271,28 @@ func (r *nbRenderer) statefulSet() (*appsv1.StatefulSet, error) {
 			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}},
 			PeriodSeconds: 5,
 		},
-		SecurityContext: restrictedContainer(),
+		SecurityContext: WithContainerOverlay(RestrictedContainer(), spec.ContainerSecurityContext),
 	}
 	podSC := spec.SecurityContext.DeepCopy()
 	if podSC == nil {
-		podSC = &corev1.PodSecurityContext{
-			RunAsNonRoot:   ptr.To(true),
-			FSGroup:        ptr.To[int64](jupyterGroup),
-			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			// A workspace full of files would otherwise be walked on every start.
-			FSGroupChangePolicy: ptr.To(corev1.FSGroupChangeOnRootMismatch),
-		}
+		podSC = RestrictedPod(ptr.To[int64](jupyterGroup))
 	}
 	pod := corev1.PodSpec{
 		// Service environment variables only add noise to a user's shell.
 		EnableServiceLinks: ptr.To(false),
 		PriorityClassName:  spec.PriorityClassName,
 		SecurityContext:    podSC,
-		Tolerations:        gpuTolerations(r.gpuResource(), spec.Resources.GPUs),
+		Tolerations:        GPUTolerations(r.gpuResource(), spec.Resources.GPUs),
 		Containers:         []corev1.Container{c},
 		Volumes:            volumes,
 	}
 	if spec.Resources.GPUs > 0 && r.opts.RuntimeClassName != "" {
 		pod.RuntimeClassName = ptr.To(r.opts.RuntimeClassName)
+	}
+	var annotations map[string]string
+	if shm := spec.SharedMemory; shm != nil && shm.IsZero() {
+		// Kiln's pod webhook would otherwise add the /dev/shm the user turned off.
+		annotations = map[string]string{AnnotationSharedMemory: SharedMemoryOff}
 	}
 	replicas := int32(1)
 	if spec.Stopped {
@@ -310,7 +309,7 @@ func (r *nbRenderer) statefulSet() (*appsv1.StatefulSet, error) {
 			// when the template is fixed.
 			PodManagementPolicy: appsv1.ParallelPodManagement,
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: r.labels()},
+				ObjectMeta: metav1.ObjectMeta{Labels: r.labels(), Annotations: annotations},
 				Spec:       pod,
 			},
 		},
@@ -368,7 +367,7 @@ func (r *nbRenderer) storage() ([]corev1.Volume, []corev1.VolumeMount, error) {
 		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: WorkspaceClaimName(r.nb.Name)},
 	}}}
 	mounts := []corev1.VolumeMount{{Name: volumeWorkspace, MountPath: r.mountPath()}}
-	shmVolumes, shmMounts := sharedMemory(r.nb.Spec.SharedMemory)
+	shmVolumes, shmMounts := SharedMemory(r.nb.Spec.SharedMemory)
 	volumes, mounts = append(volumes, shmVolumes...), append(mounts, shmMounts...)
 	taken := map[string]string{r.mountPath(): "spec.workspace.mountPath", "/dev/shm": "/dev/shm"}
 	for i, v := range r.nb.Spec.Volumes {

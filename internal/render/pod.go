@@ -22,6 +22,7 @@ const (
 	volumeSHM      = "kiln-shm"
 	volumeSSH      = "kiln-ssh"
 	volumeHostfile = "kiln-hostfile"
+	volumeSSHD     = "kiln-sshd"
 	volumeDataPfx  = "kiln-data-"
 )
 
@@ -57,9 +58,18 @@ func (r *renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 		Env:          r.env(overlay.Env),
 		Resources:    r.resources(),
 		VolumeMounts: mounts,
+		// The restricted profile, with what the user changed (admission checked
+		// that against the administrator's policy).
+		SecurityContext: WithContainerOverlay(RestrictedContainer(), overlay.ContainerSecurityContext),
 	}
 	if spec.Framework == v1alpha1.FrameworkMPI {
 		c.Command = append([]string{"/bin/sh", "-c", mpiEntrypoint, "kiln-mpi"}, spec.Command...)
+		c.Ports = []corev1.ContainerPort{{Name: "ssh", ContainerPort: MPISSHPort, Protocol: corev1.ProtocolTCP}}
+	}
+	if launchOf(spec, r.shape) == launchTorchrun {
+		// PET_NO_PYTHON (below) makes torchrun run the command as given, once per
+		// process, so `python train.py` and `python -m pkg` both work.
+		c.Command = append(append([]string{}, torchLauncher...), spec.Command...)
 	}
 
 	labels := overlay.Labels
@@ -77,13 +87,15 @@ func (r *renderer) podTemplate() (corev1.PodTemplateSpec, error) {
 		EnableServiceLinks: ptr.To(false),
 		PriorityClassName:  spec.PriorityClassName,
 		ServiceAccountName: overlay.ServiceAccountName,
-		SecurityContext:    overlay.SecurityContext,
-		NodeSelector:       overlay.NodeSelector,
-		Affinity:           overlay.Affinity,
-		Tolerations:        append(r.tolerations(), overlay.Tolerations...),
-		InitContainers:     inits,
-		Containers:         []corev1.Container{c},
-		Volumes:            volumes,
+		// The image's user, in group NonRootID, which owns the checkpoint and output
+		// volumes and can read the MPI key.
+		SecurityContext: WithPodOverlay(RestrictedPod(ptr.To(NonRootID)), overlay.SecurityContext),
+		NodeSelector:    overlay.NodeSelector,
+		Affinity:        overlay.Affinity,
+		Tolerations:     append(r.tolerations(), overlay.Tolerations...),
+		InitContainers:  inits,
+		Containers:      []corev1.Container{c},
+		Volumes:         volumes,
 	}
 	if n := spec.Network; n != nil && n.HostNetwork {
 		pod.HostNetwork = true
@@ -132,7 +144,7 @@ func (r *renderer) gpuResource() corev1.ResourceName {
 // tolerations let GPU pods onto GPU nodes, which are commonly tainted with the
 // GPU resource's name so that other pods stay off them.
 func (r *renderer) tolerations() []corev1.Toleration {
-	return gpuTolerations(r.gpuResource(), r.shape.GPUsPerNode)
+	return GPUTolerations(r.gpuResource(), r.shape.GPUsPerNode)
 }
 
 // resources of one pod: the per-process CPU and memory times the processes in
@@ -221,6 +233,18 @@ func (r *renderer) env(overlay []corev1.EnvVar) []corev1.EnvVar {
 		env.set(nodeRank("PET_NODE_RANK"))
 		env.set(value("PET_MASTER_ADDR", r.host(0)))
 		env.set(value("PET_MASTER_PORT", strconv.Itoa(TorchMasterPort)))
+		switch launchOf(spec, r.shape) {
+		case launchTorchrun:
+			env.set(value("PET_NO_PYTHON", "1"))
+		case launchOnePerPod:
+			// What torchrun would give its one process, for code that calls
+			// init_process_group("env://") itself.
+			env.set(value("WORLD_SIZE", nodes))
+			env.set(nodeRank("RANK"))
+			env.set(value("LOCAL_RANK", "0"))
+			env.set(value("MASTER_ADDR", r.host(0)))
+			env.set(value("MASTER_PORT", strconv.Itoa(TorchMasterPort)))
+		}
 	case v1alpha1.FrameworkJAX:
 		// One JAX process per pod drives all of the pod's GPUs. JAX reads the
 		// address itself; code passes the other two to jax.distributed.initialize.
@@ -230,9 +254,9 @@ func (r *renderer) env(overlay []corev1.EnvVar) []corev1.EnvVar {
 	case v1alpha1.FrameworkMPI:
 		env.set(value(v1alpha1.EnvHostfile, path.Join(MPIDir, hostfileKey)))
 		env.set(value("OMPI_MCA_orte_default_hostfile", path.Join(MPIDir, hostfileKey)))
-		// The SSH key is root's (see SSHDir); Open MPI refuses root without these.
-		env.set(value("OMPI_ALLOW_RUN_AS_ROOT", "1"))
-		env.set(value("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"))
+		// ssh reads ~/.ssh of the user's passwd entry, which Kiln does not know:
+		// point it at Kiln's config (port, key, host keys).
+		env.set(value("OMPI_MCA_plm_rsh_args", "-F "+path.Join(SSHDir, sshConfigKey)))
 	}
 
 	if n := spec.Network; n != nil && n.NCCL != nil {
@@ -297,7 +321,7 @@ func (r *renderer) storage() ([]corev1.Volume, []corev1.VolumeMount, []corev1.Co
 		inits   []corev1.Container
 		spec    = &r.tj.Spec
 	)
-	volumes, mounts = sharedMemory(spec.SharedMemory)
+	volumes, mounts = SharedMemory(spec.SharedMemory)
 	for _, v := range r.volumes() {
 		name := "kiln-" + v.purpose
 		volumes = append(volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{
@@ -329,6 +353,8 @@ func (r *renderer) storage() ([]corev1.Volume, []corev1.VolumeMount, []corev1.Co
 			Image:        r.opts.FetchImage,
 			Args:         []string{d.URI, dir},
 			VolumeMounts: []corev1.VolumeMount{{Name: name, MountPath: dir}},
+			// It writes only the volume it fills (its temporary files go there too).
+			SecurityContext: KilnContainer(),
 		}
 		if d.SecretRef != nil {
 			// Only the fetch step sees the credentials; the training code does not need them.
@@ -342,16 +368,22 @@ func (r *renderer) storage() ([]corev1.Volume, []corev1.VolumeMount, []corev1.Co
 		volumes = append(volumes,
 			corev1.Volume{Name: volumeSSH, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 				SecretName: SSHSecretName(r.tj.Name),
-				// OpenSSH ignores private keys and configs that others can read.
-				DefaultMode: ptr.To[int32](0o600),
+				// Root owns the files and the pod's fsGroup reads them (the kubelet
+				// adds group read): the image's user, whichever it is, can read the
+				// key, nobody can write it, and OpenSSH checks the modes of a key only
+				// when the user reading it owns it.
+				DefaultMode: ptr.To[int32](0o440),
 			}}},
 			corev1.Volume{Name: volumeHostfile, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 				LocalObjectReference: corev1.LocalObjectReference{Name: HostfileName(r.job)},
 			}}},
+			// sshd's host key, made at start, so every pod has its own.
+			corev1.Volume{Name: volumeSSHD, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		)
 		mounts = append(mounts,
 			corev1.VolumeMount{Name: volumeSSH, MountPath: SSHDir, ReadOnly: true},
 			corev1.VolumeMount{Name: volumeHostfile, MountPath: MPIDir, ReadOnly: true},
+			corev1.VolumeMount{Name: volumeSSHD, MountPath: SSHDDir},
 		)
 	}
 	return volumes, mounts, inits, nil

@@ -56,8 +56,13 @@ const (
 	OutputDir     = "/kiln/output"
 	DataDir       = "/kiln/data"
 	MPIDir        = "/kiln/mpi"
-	// SSHDir is where OpenSSH looks for root's keys; MPI images run as root.
-	SSHDir = "/root/.ssh"
+	// SSHDir holds the MPI key, the client and the server configuration.
+	SSHDir = "/kiln/ssh"
+	// SSHDDir is sshd's writable folder: its host key and pid file.
+	SSHDDir = "/kiln/sshd"
+	// MPISSHPort is where every MPI pod's sshd listens: a port above 1024, so
+	// sshd runs as the image's (non-root) user with no capabilities.
+	MPISSHPort = 2222
 )
 
 // Options are the cluster facts and choices that are not in the TrainingJob.

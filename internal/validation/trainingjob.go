@@ -79,6 +79,9 @@ func validateSpec(spec *v1alpha1.TrainingJobSpec, p *field.Path) field.ErrorList
 	if !slices.Contains(knownFrameworks(), string(fw)) {
 		errs = append(errs, field.NotSupported(p.Child("framework"), spec.Framework, knownFrameworks()))
 	}
+	if l := spec.Launcher; l != "" && l != v1alpha1.LauncherAuto && l != v1alpha1.LauncherNone {
+		errs = append(errs, field.NotSupported(p.Child("launcher"), l, []string{string(v1alpha1.LauncherAuto), string(v1alpha1.LauncherNone)}))
+	}
 	if fw == v1alpha1.FrameworkMPI && len(spec.Command) == 0 {
 		errs = append(errs, field.Required(p.Child("command"), "framework mpi runs the command (mpirun …) on node 0; the image's entrypoint cannot be wrapped"))
 	}

@@ -35,12 +35,18 @@ func kinds() []registration {
 			Validate:       withPush(validation.ValidateTrainingJob),
 			ValidateUpdate: withPushUpdate(validation.ValidateTrainingJobUpdate),
 			Admit:          admitTrainingJob,
+			Policy: func(p validation.Policy, tj *v1alpha1.TrainingJob) field.ErrorList {
+				return p.TrainingJobSpec(&tj.Spec, field.NewPath("spec"))
+			},
 		}),
 		register(&v1alpha1.Notebook{}, Kind[*v1alpha1.Notebook]{
 			Resource:       "notebooks",
 			Validate:       validation.ValidateNotebook,
 			ValidateUpdate: validation.ValidateNotebookUpdate,
 			Admit:          admitNotebook,
+			Policy: func(p validation.Policy, nb *v1alpha1.Notebook) field.ErrorList {
+				return p.NotebookSpec(&nb.Spec, field.NewPath("spec"))
+			},
 		}),
 		register(&v1alpha1.ModelServer{}, Kind[*v1alpha1.ModelServer]{
 			Resource:       "modelservers",
@@ -49,10 +55,17 @@ func kinds() []registration {
 			// No Admit: a trainingjob:// model that is missing or failed is the
 			// controller's ModelNotFound condition, not a refusal that would tell any
 			// creator whether TrainingJob X exists.
+			Policy: func(p validation.Policy, ms *v1alpha1.ModelServer) field.ErrorList {
+				return p.ModelServerSpec(&ms.Spec, field.NewPath("spec"))
+			},
 		}),
 		register(&v1alpha1.Sweep{}, Kind[*v1alpha1.Sweep]{
 			Resource: "sweeps",
 			Validate: validation.Sweep,
+			// Refused here rather than trial by trial.
+			Policy: func(p validation.Policy, sw *v1alpha1.Sweep) field.ErrorList {
+				return p.TrainingJobSpec(&sw.Spec.TrialTemplate, field.NewPath("spec", "trialTemplate"))
+			},
 		}),
 	}
 }
@@ -86,6 +99,10 @@ type Kind[T client.Object] struct {
 	// Admit checks, at creation, what needs the cluster. Errors refuse the object,
 	// warnings advise; an error return means the cluster could not be read.
 	Admit func(ctx context.Context, c Cluster, obj T) (field.ErrorList, admission.Warnings, error)
+	// Policy lists what obj asks of the hosts beyond the administrator's policy
+	// (host access, security contexts beyond the restricted profile). It runs at
+	// creation and on every change of the spec.
+	Policy func(p validation.Policy, obj T) field.ErrorList
 }
 
 // registration is a Kind with its type erased, so kinds() can list every kind.
@@ -175,6 +192,9 @@ func (h *kindHandler[T]) validate(ctx context.Context, req admission.Request) ad
 			return admission.Errored(http.StatusBadRequest, err)
 		}
 		errs = h.kind.Validate(obj)
+		if h.kind.Policy != nil {
+			errs = append(errs, h.kind.Policy(h.cluster.Policy, obj)...)
+		}
 		if h.kind.Admit != nil && len(errs) == 0 {
 			var err error
 			errs, warnings, err = h.kind.Admit(ctx, h.cluster, obj)
@@ -202,6 +222,9 @@ func (h *kindHandler[T]) validate(ctx context.Context, req admission.Request) ad
 			errs = h.kind.ValidateUpdate(obj, old)
 		} else {
 			errs = h.kind.Validate(obj)
+		}
+		if h.kind.Policy != nil {
+			errs = append(errs, h.kind.Policy(h.cluster.Policy, obj)...)
 		}
 	default:
 		return admission.Allowed("")

@@ -14,6 +14,7 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/placement"
+	"kiln.dev/kiln/internal/storage"
 )
 
 // KnownGPUResources are the extended resources GPU device plugins advertise, in
@@ -24,18 +25,7 @@ func KnownGPUResources() []corev1.ResourceName {
 
 // AnnotationAccessModes on a StorageClass lists the access modes its volumes
 // support, comma-separated, for provisioners Kiln does not know.
-const AnnotationAccessModes = "kiln.dev/access-modes"
-
-// readWriteOnceProvisioners make block volumes, which one node mounts at a time.
-func readWriteOnceProvisioners() []string {
-	return []string{
-		"ebs.csi.aws.com", "kubernetes.io/aws-ebs",
-		"pd.csi.storage.gke.io", "kubernetes.io/gce-pd",
-		"disk.csi.azure.com", "kubernetes.io/azure-disk",
-		"cinder.csi.openstack.org", "kubernetes.io/cinder",
-		"rancher.io/local-path", "topolvm.io",
-	}
-}
+const AnnotationAccessModes = storage.AnnotationAccessModes
 
 // defaultTrainingJob picks the GPU resource the nodes advertise when the job
 // names none, so `gpus: 8` works on an AMD or Intel cluster as on an NVIDIA one.
@@ -110,7 +100,14 @@ func admitTrainingJob(ctx context.Context, c Cluster, tj *v1alpha1.TrainingJob) 
 		facts.StorageClasses = classes.Items
 	}
 	errs, warnings := checkTrainingJob(tj, facts)
-	return append(errs, c.Policy.TrainingJobSpec(&tj.Spec, field.NewPath("spec"))...), warnings, nil
+	return errs, warnings, nil
+}
+
+// CheckTrainingJobOn is admission's check of tj against the given nodes and
+// StorageClasses (admission looks up no Secret or claim it refers to). Offline `kubectl kiln export -f` prints its warnings, so an
+// export warns as the webhook would on such nodes.
+func CheckTrainingJobOn(tj *v1alpha1.TrainingJob, nodes []corev1.Node, classes []storagev1.StorageClass) (field.ErrorList, admission.Warnings) {
+	return checkTrainingJob(tj, trainingJobFacts{Nodes: nodes, StorageClasses: classes})
 }
 
 func pvcClaim(uri string) (string, bool) {
@@ -216,6 +213,11 @@ func checkShape(spec *v1alpha1.TrainingJobSpec, shapes []placement.NodeShape, p 
 			". It waits until nodes join (for example through the cluster autoscaler)")
 		return errs, warnings, 0
 	}
+	if spec.Topology == nil {
+		if why := placement.WiderThanNeeded(spec.Resources.GPUs, shape, shapes); why != "" {
+			warnings = append(warnings, why)
+		}
+	}
 	if t := spec.Topology; t != nil && t.Nodes > 1 {
 		if best, err := placement.Choose(spec.Resources.GPUs, gpuResourceOf(spec), shapes); err == nil && best.Nodes < t.Nodes {
 			warnings = append(warnings, fmt.Sprintf(
@@ -264,11 +266,9 @@ func storageClass(classes []storagev1.StorageClass, name *string) *storagev1.Sto
 	return nil
 }
 
+// readWriteOnceOnly reads the table doctor shares, so both name the same classes.
 func readWriteOnceOnly(c *storagev1.StorageClass) bool {
-	if modes, ok := c.Annotations[AnnotationAccessModes]; ok {
-		return !slices.Contains(strings.Split(strings.ReplaceAll(modes, " ", ""), ","), string(corev1.ReadWriteMany))
-	}
-	return slices.Contains(readWriteOnceProvisioners(), c.Provisioner)
+	return storage.ClassModes(c) == storage.ReadWriteOnceOnly
 }
 
 func gpuResourceOf(spec *v1alpha1.TrainingJobSpec) string {

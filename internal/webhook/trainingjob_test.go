@@ -82,6 +82,22 @@ func TestCheckTrainingJob(t *testing.T) {
 			errs:  []string{"FieldValueInvalid spec.topology.processesPerNode"},
 		},
 		{
+			// One worker pod per node: 11 × 1 needs 11 nodes; the warning names counts that fit.
+			name:     "a count that does not split evenly over the nodes present waits, naming counts that fit",
+			spec:     v1alpha1.TrainingJobSpec{Resources: v1alpha1.TrainingResources{GPUs: 11}, Checkpoints: &v1alpha1.VolumeSpec{Size: resource.MustParse("1Gi")}},
+			facts:    trainingJobFacts{Nodes: nodes8x2()},
+			warnings: []string{"does not fit the nodes present now: 11 GPUs cannot be split evenly over these nodes (unpooled: 2 × 8 GPUs) with one worker pod per node; 10 (2 nodes) or 12 (2 nodes) can, or add nodes"},
+		},
+		{
+			name: "a count spread wider than the GPUs need",
+			spec: v1alpha1.TrainingJobSpec{Resources: v1alpha1.TrainingResources{GPUs: 11}, Checkpoints: &v1alpha1.VolumeSpec{Size: resource.MustParse("1Gi")}},
+			facts: trainingJobFacts{Nodes: []corev1.Node{gpuNode("a", "nvidia.com/gpu", 8), gpuNode("b", "nvidia.com/gpu", 8),
+				gpuNode("c", "nvidia.com/gpu", 1), gpuNode("d", "nvidia.com/gpu", 1), gpuNode("e", "nvidia.com/gpu", 1), gpuNode("f", "nvidia.com/gpu", 1),
+				gpuNode("g", "nvidia.com/gpu", 1), gpuNode("h", "nvidia.com/gpu", 1), gpuNode("i", "nvidia.com/gpu", 1), gpuNode("j", "nvidia.com/gpu", 1),
+				gpuNode("k", "nvidia.com/gpu", 1)}},
+			warnings: []string{"so the job runs as 11x1: 11 worker pods on as many nodes, with more traffic between them and a larger gang to schedule. Fix: ask for 10 GPUs (2 nodes) or 12 GPUs (2 nodes)"},
+		},
+		{
 			name:     "more GPUs than the nodes present waits",
 			spec:     v1alpha1.TrainingJobSpec{Resources: v1alpha1.TrainingResources{GPUs: 32}, Checkpoints: &v1alpha1.VolumeSpec{Size: resource.MustParse("1Gi")}},
 			facts:    trainingJobFacts{Nodes: nodes8x2()},

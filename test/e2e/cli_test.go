@@ -256,3 +256,23 @@ func TestCLIKindsAreNeverMistaken(t *testing.T) {
 		t.Errorf("delete of the one object called same: %v\n%s", err, out)
 	}
 }
+
+// The first case: 11 GPUs on 2 × 8 + 2 × 4 nodes. One rule for shapes means the
+// user hears, before anything runs, which counts fit — and nothing about a topology never set.
+func TestCLITrainOfAnUnevenCountNamesCountsThatFit(t *testing.T) {
+	k := buildKiln(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := k.run(t, "--kubeconfig="+kubeconfig, "-n", namespace(t), "train", "eleven", "--gpus", "11", "--framework", "pytorch",
+		"--image", "registry.example/resnet:1", "--checkpoints", "1Gi", "--dry-run=server", "--", "python", "train.py")
+	if err != nil {
+		t.Fatalf("train --dry-run=server: %v\n%s", err, out)
+	}
+	want := "11 GPUs cannot be split evenly over these nodes (sim-8x-nvidia-a100-sxm4-80gb: 2 × 8 GPUs, sim-4x-nvidia-l4: 2 × 4 GPUs) " +
+		"with one worker pod per node; 10 (2 nodes) or 12 (2 nodes) can, or add nodes"
+	if !strings.Contains(out, want) || strings.Contains(out, "topology") {
+		t.Errorf("train of 11 GPUs: want a warning containing %q and no word of topology:\n%s", want, out)
+	}
+}

@@ -138,6 +138,15 @@ func TestModelServerFromTrainingJob(t *testing.T) {
 	if !strings.Contains(got.Status.Traffic.Message, "Gateway API is not installed") {
 		t.Errorf("traffic message %q does not say why the split follows the replicas", got.Status.Traffic.Message)
 	}
+	// min 2, max 4, 10 %: the stable side grows to 3 rather than give the canary half;
+	// 1 of 4 ready pods is the closest max allows, and status reports what is in force.
+	waitForMS(t, c, ms, func(ms *v1alpha1.ModelServer) error {
+		tr, st, cn := ms.Status.Traffic, ms.Status.Stable, ms.Status.Canary
+		if st == nil || cn == nil || st.ReadyReplicas != 3 || cn.ReadyReplicas != 1 || tr.CanaryPercent != 25 || tr.StablePercent != 75 {
+			return fmt.Errorf("stable %+v, canary %+v, traffic %+v; want 3 + 1 ready and 75/25", st, cn, tr)
+		}
+		return nil
+	})
 	if out, err := kiln("status", "modelserver/resnet"); err != nil || !strings.Contains(out, "Deployment resnet-canary (canary") || !strings.Contains(out, "ReplicaRatio") {
 		t.Errorf("status modelserver/resnet: %v\n%s", err, out)
 	}
@@ -177,6 +186,26 @@ func TestModelServerFromTrainingJob(t *testing.T) {
 	if out, err := kiln("export", "modelserver/resnet"); err != nil || !strings.Contains(out, "kind: HTTPRoute") || strings.Contains(out, "ownerReferences") {
 		t.Errorf("export modelserver/resnet: %v\n%s", err, out)
 	}
+	// No mesh has accepted the route: its weights are not in force, and status says so.
+	waitForMS(t, c, ms, func(ms *v1alpha1.ModelServer) error {
+		if tr := ms.Status.Traffic; tr == nil || tr.Method != v1alpha1.TrafficHTTPRoute || !strings.Contains(tr.Message, "is not Accepted by any parent yet") {
+			return fmt.Errorf("traffic %+v", tr)
+		}
+		return nil
+	})
+	// The test plays the mesh: it accepts the route, and the split is exact.
+	framework.Eventually(t, timeout, func() error { // retried: the controller may touch the route meanwhile
+		if err := c.Get(ctx, client.ObjectKeyFromObject(route), route); err != nil {
+			return err
+		}
+		route.Status.Parents = []gatewayv1.RouteParentStatus{{
+			ParentRef:      route.Spec.ParentRefs[0],
+			ControllerName: "e2e.kiln.dev/mesh",
+			Conditions: []metav1.Condition{{Type: string(gatewayv1.RouteConditionAccepted), Status: metav1.ConditionTrue,
+				Reason: string(gatewayv1.RouteReasonAccepted), ObservedGeneration: route.Generation, LastTransitionTime: metav1.Now()}},
+		}}
+		return c.Status().Update(ctx, route)
+	})
 	waitForMS(t, c, ms, func(ms *v1alpha1.ModelServer) error {
 		if tr := ms.Status.Traffic; tr == nil || tr.Method != v1alpha1.TrafficHTTPRoute || tr.StablePercent != 90 || tr.CanaryPercent != 10 {
 			return fmt.Errorf("traffic %+v", tr)

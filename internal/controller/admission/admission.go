@@ -227,11 +227,10 @@ func (g *gang) id() string { return g.job.Namespace + "/" + g.job.Name }
 // another GPU kind still take CPU and memory.
 func (g *gang) pods(gpu corev1.ResourceName) []placement.Pod {
 	pod := placement.PodFromSpec(&g.job.Spec.Template.Spec, gpu)
-	// A GPU rank is one node of the job's shape: two on one node would contend for its GPUs
-	// and network. CPU ranks are only processes; they may share a node (the rendered spread
-	// constraint still puts them on distinct nodes where there are several), so a CPU job of
-	// two ranks runs on a one-node cluster.
-	pod.OwnNode = pod.Requests.GPU > 0
+	// The rule placement.Choose shaped the job by: a GPU rank takes its node to itself,
+	// CPU ranks may share (the rendered spread constraint still puts them on distinct
+	// nodes where there are several), so a CPU job of two ranks runs on a one-node cluster.
+	pod.OwnNode = placement.OwnsNode(pod.Requests.GPU)
 	pods := make([]placement.Pod, ptr.Deref(g.job.Spec.Completions, 1))
 	for i := range pods {
 		pods[i] = pod

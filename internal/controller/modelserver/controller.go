@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -38,6 +39,7 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/render/serving"
+	"kiln.dev/kiln/internal/validation"
 )
 
 // FieldOwner is the server-side apply field manager of everything Kiln applies.
@@ -63,6 +65,15 @@ type Reconciler struct {
 	FetchImage string
 	// Gateway says whether the cluster serves Gateway API HTTPRoutes.
 	Gateway *GatewayDetector
+	// Inject applies the pod webhook's injection (sidecars, and the annotation
+	// that says it was applied) to the Deployments' pod templates, so serving pods
+	// are created complete without a call to Kiln's pod webhook: they scale and
+	// reschedule while the manager is down. nil leaves the pods to the webhook.
+	Inject func(*corev1.PodTemplateSpec)
+	// Policy is what the administrator lets servers ask of the hosts; it is
+	// checked again here, not only at admission, so a ModelServer created while
+	// the webhook was off still cannot.
+	Policy validation.Policy
 }
 
 // +kubebuilder:rbac:groups=kiln.dev,resources=modelservers,verbs=list;watch
@@ -73,7 +84,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=services,verbs=list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=list;watch;create;patch;delete
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=list;create;patch;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims;configmaps,verbs=list;watch
 
 // SetupWithManager registers the controller. Besides its children, a
@@ -186,7 +197,18 @@ func (r *Reconciler) steps(ctx context.Context, ms *v1alpha1.ModelServer) (ctrl.
 		}
 	}
 
+	if errs := r.Policy.ModelServerSpec(&ms.Spec, field.NewPath("spec")); len(errs) > 0 {
+		r.notReady(ms, v1alpha1.ModelServerReady, v1alpha1.ReasonPolicyDenied, errs.ToAggregate().Error())
+		return ctrl.Result{}, nil
+	}
 	objs, err := serving.ModelServer(desired, serving.Options{Config: cfg, GatewayAPI: gateway, OwnerReferences: true})
+	if err == nil && r.Inject != nil {
+		for _, t := range []*serving.Track{objs.Stable, objs.Canary} {
+			if t != nil {
+				r.Inject(&t.Deployment.Spec.Template)
+			}
+		}
+	}
 	if err != nil {
 		reason := v1alpha1.ReasonRenderFailed
 		var unknown *serving.UnknownPresetError
@@ -206,10 +228,13 @@ func (r *Reconciler) steps(ctx context.Context, ms *v1alpha1.ModelServer) (ctrl.
 	if err := r.prune(ctx, ms, objs, gateway); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.observe(ctx, ms, objs, canaryProblem); err != nil {
+	routePending, err := r.observe(ctx, ms, objs, canaryProblem)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if ms.Spec.Canary != nil && !gateway {
+	// Without Gateway API, look for it again; with it, look again until a parent
+	// accepts the route (routes are not watched: their kind may not exist).
+	if ms.Spec.Canary != nil && (!gateway || routePending) {
 		return ctrl.Result{RequeueAfter: recheckGateway}, nil
 	}
 	return ctrl.Result{}, nil

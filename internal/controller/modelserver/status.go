@@ -8,9 +8,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/render/serving"
@@ -56,12 +58,12 @@ func (r *Reconciler) modelProblem(ctx context.Context, ms *v1alpha1.ModelServer,
 }
 
 // observe mirrors the Deployments into status and explains any version that
-// does not serve from its pods.
-func (r *Reconciler) observe(ctx context.Context, ms *v1alpha1.ModelServer, objs serving.Objects, canaryProblem *problem) error {
+// does not serve from its pods. It reports whether an HTTPRoute awaits acceptance.
+func (r *Reconciler) observe(ctx context.Context, ms *v1alpha1.ModelServer, objs serving.Objects, canaryProblem *problem) (routePending bool, err error) {
 	s := &ms.Status
 	stable, err := r.observeTrack(ctx, ms, serving.TrackStable, objs.Stable)
 	if err != nil {
-		return err
+		return false, err
 	}
 	s.Stable = &stable.status
 	r.trackCondition(ms, v1alpha1.ModelServerReady, stable)
@@ -73,7 +75,7 @@ func (r *Reconciler) observe(ctx context.Context, ms *v1alpha1.ModelServer, objs
 	case objs.Canary != nil:
 		canary, err := r.observeTrack(ctx, ms, serving.TrackCanary, objs.Canary)
 		if err != nil {
-			return err
+			return false, err
 		}
 		s.Canary = &canary.status
 		r.trackCondition(ms, v1alpha1.ModelServerCanaryReady, canary)
@@ -82,21 +84,61 @@ func (r *Reconciler) observe(ctx context.Context, ms *v1alpha1.ModelServer, objs
 	}
 
 	traffic := objs.Traffic
-	if traffic.Method == v1alpha1.TrafficReplicaRatio && s.Canary != nil {
-		// What is in force is what the Service does: spread over the ready pods.
+	// byReplicas is the split in force where the Service spreads requests over the
+	// ready pods of both versions.
+	byReplicas := func() {
 		if total := s.Stable.ReadyReplicas + s.Canary.ReadyReplicas; total > 0 {
-			traffic.CanaryPercent = s.Canary.ReadyReplicas * 100 / total
+			traffic.CanaryPercent = int32((int64(s.Canary.ReadyReplicas)*200 + int64(total)) / (2 * int64(total))) // rounded
 			traffic.StablePercent = 100 - traffic.CanaryPercent
 		}
+	}
+	if traffic.Method == v1alpha1.TrafficReplicaRatio && s.Canary != nil {
+		byReplicas()
 		traffic.Message = fmt.Sprintf("Gateway API is not installed, so the split follows the ready replicas (%d stable, %d canary): "+
 			"%d%% to the canary where spec.canary.trafficPercent asks for %d%%", s.Stable.ReadyReplicas, s.Canary.ReadyReplicas,
 			traffic.CanaryPercent, ms.Spec.Canary.TrafficPercent)
+	}
+	if traffic.Method == v1alpha1.TrafficHTTPRoute && s.Canary != nil && objs.Route != nil {
+		// The weights hold only once a mesh or Gateway implementation accepted the
+		// route; until then requests reach the Service, which selects both versions.
+		accepted, err := r.routeAccepted(ctx, objs.Route)
+		if err != nil {
+			return false, err
+		}
+		if !accepted {
+			routePending = true
+			byReplicas()
+			traffic.Message = fmt.Sprintf("HTTPRoute %s is not Accepted by any parent yet (no mesh or Gateway has taken it), so its %d/%d weights "+
+				"are not in force: the Service spreads requests over the ready replicas (%d stable, %d canary), %d%% to the canary",
+				objs.Route.Name, 100-ms.Spec.Canary.TrafficPercent, ms.Spec.Canary.TrafficPercent,
+				s.Stable.ReadyReplicas, s.Canary.ReadyReplicas, traffic.CanaryPercent)
+		}
 	}
 	if canaryProblem != nil {
 		traffic.Message = "the canary is held back: " + canaryProblem.message
 	}
 	s.Traffic = &traffic
-	return nil
+	return routePending, nil
+}
+
+// routeAccepted says whether some parent of the route reports it Accepted for
+// its current generation.
+func (r *Reconciler) routeAccepted(ctx context.Context, want *gatewayv1.HTTPRoute) (bool, error) {
+	route := &gatewayv1.HTTPRoute{}
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), route)
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading HTTPRoute %s: %w", want.Name, err)
+	}
+	for _, p := range route.Status.Parents {
+		if c := meta.FindStatusCondition(p.Conditions, string(gatewayv1.RouteConditionAccepted)); c != nil &&
+			c.Status == metav1.ConditionTrue && c.ObservedGeneration >= route.Generation {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // clearCanary drops CanaryReady once there is no canary: promoted or rolled back.

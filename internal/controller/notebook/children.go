@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -108,11 +109,19 @@ func (r *Reconciler) statefulSet(ctx context.Context, nb *v1alpha1.Notebook) (*a
 // create that finds it answers AlreadyExists, and one per reconcile of every
 // notebook would be a request each for nothing.
 func (r *Reconciler) applyChildren(ctx context.Context, nb *v1alpha1.Notebook, token string, fresh bool) (bool, error) {
+	if errs := r.Policy.NotebookSpec(&nb.Spec, field.NewPath("spec")); len(errs) > 0 {
+		r.setCondition(nb, v1alpha1.NotebookConditionReady, metav1.ConditionFalse, v1alpha1.ReasonPolicyDenied, errs.ToAggregate().Error())
+		nb.Status.Ready = false
+		return false, nil
+	}
 	objs, err := render.Notebook(nb, render.NotebookOptions{OwnerReferences: true, Token: token, RuntimeClassName: r.RuntimeClassName})
 	if err != nil {
 		r.setCondition(nb, v1alpha1.NotebookConditionReady, metav1.ConditionFalse, v1alpha1.ReasonRenderFailed, err.Error())
 		nb.Status.Ready = false
 		return false, nil
+	}
+	if r.Inject != nil {
+		r.Inject(&objs.StatefulSet.Spec.Template)
 	}
 	once := []client.Object{objs.Workspace}
 	if fresh {

@@ -30,6 +30,7 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/tokens"
+	"kiln.dev/kiln/internal/validation"
 )
 
 // volumeRetry is how often a notebook waiting for a volume looks again; a new
@@ -59,6 +60,15 @@ type Reconciler struct {
 	// token Secret back: reading Secrets in tenant namespaces would need the right to
 	// read all of them (see package tokens).
 	Tokens tokens.Source
+	// Inject applies the pod webhook's injection (sidecars, and the annotation
+	// that says it was applied) to the StatefulSet's pod template, so the pod is
+	// created complete without a call to Kiln's pod webhook: a notebook restarts
+	// and reschedules while the manager is down. nil leaves the pod to the webhook.
+	Inject func(*corev1.PodTemplateSpec)
+	// Policy is what the administrator lets notebooks ask of the hosts; it is
+	// checked again here, not only at admission, so a notebook created while the
+	// webhook was off still cannot.
+	Policy validation.Policy
 }
 
 // Verbs are exactly those the controller uses; the cached client needs list and

@@ -11,6 +11,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -156,6 +157,15 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 	// The MPI SSH Secret is never read back (the manager may not read Secrets in
 	// tenant namespaces): the renderer makes a fresh key, and the create below keeps
 	// the stored one, as a create of a name that exists changes nothing.
+	if tj.Spec.Resources.GPUs > 0 {
+		rc := &nodev1.RuntimeClass{}
+		switch err := r.Client.Get(ctx, client.ObjectKey{Name: "nvidia"}, rc); {
+		case err == nil:
+			opts.RuntimeClassName = render.NvidiaRuntimeClass(rc, gpuResource(tj))
+		case !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("reading RuntimeClass nvidia: %w", err)
+		}
+	}
 	objs, err := render.TrainingJob(tj, shapeOf(tj.Status.Shape), opts)
 	if err != nil {
 		r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonRenderFailed, err.Error())

@@ -78,6 +78,9 @@ func (r *Reconciler) running(tj *v1alpha1.TrainingJob, job *batchv1.Job) {
 	switch {
 	case s.Ready+s.Succeeded >= s.Shape.Nodes:
 		msg := fmt.Sprintf("all %d workers of attempt %d are running", s.Shape.Nodes, attempt)
+		if how := render.Launch(tj, shapeOf(s.Shape)); how != "" {
+			msg += "; " + how
+		}
 		r.setCondition(tj, v1alpha1.TrainingJobRunning, metav1.ConditionTrue, v1alpha1.ReasonAllWorkersRunning, msg)
 		r.clearCondition(tj, v1alpha1.TrainingJobRestarting, v1alpha1.ReasonAllWorkersRunning, msg)
 	case !apimeta.IsStatusConditionTrue(s.Conditions, v1alpha1.TrainingJobRunning):

@@ -173,6 +173,13 @@ func ModelServer(ms *v1alpha1.ModelServer, opts Options) (Objects, error) {
 
 	stableMin, canaryMin := split(minR)
 	stableMax, canaryMax := split(maxR)
+	if !opts.GatewayAPI && pct > 0 && pct < 100 {
+		// The Service spreads requests over ready pods, so the ratio is the split:
+		// rather than give a 10 % canary half the requests at 1 + 1, grow the stable
+		// side at minimum scale as far as max allows.
+		stableMin, canaryMin = ratioSplit(minR, maxR, pct)
+		stableMax, canaryMax = max(stableMax, stableMin), max(canaryMax, canaryMin)
+	}
 	var objs Objects
 	var err error
 	if objs.Stable, err = r.track(TrackStable, ms.Spec.Model, ms.Spec.Runtime, stableMin, stableMax); err != nil {
@@ -228,6 +235,25 @@ func splitReplicas(n, pct int32, exact bool) (stable, canary int32) {
 	stable = n - canary
 	if stable < 1 {
 		stable = 1
+	}
+	return stable, canary
+}
+
+// ratioSplit is the split of between lo and hi pods whose canary share comes
+// closest to pct, the fewest pods on a tie. It looks no further than the size at
+// which the smaller side gets its first pod (10 for 10 %), so a 7 % canary runs
+// 13 + 1, not 93 + 7: past that, more pods buy only rounding.
+func ratioSplit(lo, hi, pct int32) (stable, canary int32) {
+	limit := max(lo, min(hi, max(int32(math.Round(100/float64(pct))), int32(math.Round(100/float64(100-pct))))))
+	best := math.Inf(1)
+	for n := lo; n <= limit; n++ {
+		c := min(max(int32(math.Round(float64(n)*float64(pct)/100)), 1), n-1)
+		if n == 1 {
+			c = 1 // one pod cannot split; the canary keeps it, as splitReplicas does
+		}
+		if e := math.Abs(float64(c)/float64(n)*100 - float64(pct)); e < best {
+			best, stable, canary = e, max(n-c, 1), c
+		}
 	}
 	return stable, canary
 }
@@ -515,6 +541,12 @@ func (r *renderer) podTemplate(track string, model v1alpha1.ModelSource, rt runt
 	}
 	// Servers write caches and logs; /tmp is theirs.
 	volumes = append(volumes, corev1.Volume{Name: volumeTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	// Servers such as Triton and vLLM share tensors between processes through
+	// /dev/shm. It is rendered here, as for TrainingJobs, rather than left to
+	// Kiln's pod webhook, so serving pods are created (and rescheduled) while the
+	// manager is down.
+	shmVolumes, shmMounts := render.SharedMemory(nil)
+	volumes = append(volumes, shmVolumes...)
 
 	probe := &corev1.Probe{PeriodSeconds: 5, FailureThreshold: 3, TimeoutSeconds: 2}
 	if rt.ReadinessPath != "" && rt.protocol == v1alpha1.ProtocolHTTP {
@@ -534,29 +566,25 @@ func (r *renderer) podTemplate(track string, model v1alpha1.ModelSource, rt runt
 		StartupProbe:   &corev1.Probe{ProbeHandler: probe.ProbeHandler, PeriodSeconds: 5, FailureThreshold: 240, TimeoutSeconds: 2},
 		ReadinessProbe: probe,
 		Resources:      r.resources(),
-		VolumeMounts: []corev1.VolumeMount{
+		VolumeMounts: append([]corev1.VolumeMount{
 			{Name: volumeModel, MountPath: ModelDir, SubPath: modelSubPath(model.URI), ReadOnly: true},
 			{Name: volumeTmp, MountPath: "/tmp"},
-		},
+		}, shmMounts...),
 		// Not a read-only root filesystem: servers such as TorchServe write logs
 		// beside their home directory, and Kiln does not know every image's paths.
-		SecurityContext: restrictedContainer(false),
+		SecurityContext: render.WithContainerOverlay(serverContainer(), r.ms.Spec.ContainerSecurityContext),
 	}
+	podSC := render.RestrictedPod(ptr.To[int64](ServingUser))
+	podSC.RunAsUser, podSC.RunAsGroup = ptr.To[int64](ServingUser), ptr.To[int64](ServingUser)
 	pod := corev1.PodSpec{
 		EnableServiceLinks: ptr.To(false),
 		// Models are read, not written: the pods need no API access.
 		AutomountServiceAccountToken: ptr.To(false),
-		SecurityContext: &corev1.PodSecurityContext{
-			RunAsNonRoot:   ptr.To(true),
-			RunAsUser:      ptr.To[int64](1000),
-			RunAsGroup:     ptr.To[int64](1000),
-			FSGroup:        ptr.To[int64](1000),
-			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
-		Tolerations:    r.tolerations(),
-		InitContainers: inits,
-		Containers:     []corev1.Container{c},
-		Volumes:        volumes,
+		SecurityContext:              podSC,
+		Tolerations:                  r.tolerations(),
+		InitContainers:               inits,
+		Containers:                   []corev1.Container{c},
+		Volumes:                      volumes,
 	}
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: r.labels(track)},
@@ -564,13 +592,17 @@ func (r *renderer) podTemplate(track string, model v1alpha1.ModelSource, rt runt
 	}, nil
 }
 
-// restrictedContainer meets the restricted Pod Security profile.
-func restrictedContainer(readOnlyRoot bool) *corev1.SecurityContext {
-	return &corev1.SecurityContext{
-		AllowPrivilegeEscalation: ptr.To(false),
-		ReadOnlyRootFilesystem:   ptr.To(readOnlyRoot),
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-	}
+// ServingUser is the user and group the server runs as unless
+// spec.containerSecurityContext says otherwise: the non-root user of the
+// MLServer, TorchServe and Triton images (vLLM's runs as root by default; its
+// preset points HOME at /tmp for user 1000).
+const ServingUser = 1000
+
+// serverContainer is the restricted profile for the server container.
+func serverContainer() *corev1.SecurityContext {
+	sc := render.RestrictedContainer()
+	sc.ReadOnlyRootFilesystem = ptr.To(false)
+	return sc
 }
 
 func modelSubPath(uri string) string {
@@ -594,7 +626,7 @@ func (r *renderer) modelVolume(model v1alpha1.ModelSource, field string) ([]core
 		Image:           r.opts.Config.FetchImage,
 		Args:            []string{model.URI, ModelDir},
 		VolumeMounts:    []corev1.VolumeMount{{Name: volumeModel, MountPath: ModelDir}, {Name: volumeTmp, MountPath: "/tmp"}},
-		SecurityContext: restrictedContainer(true),
+		SecurityContext: render.KilnContainer(),
 	}
 	if s := model.SecretRef; s != nil {
 		// Only the download step sees the credentials.
@@ -624,10 +656,7 @@ func (r *renderer) gpuResource() corev1.ResourceName {
 // tolerations let GPU servers onto GPU nodes, which are commonly tainted with
 // the GPU resource's name.
 func (r *renderer) tolerations() []corev1.Toleration {
-	if r.ms.Spec.Resources.GPUs == 0 {
-		return nil
-	}
-	return []corev1.Toleration{{Key: string(r.gpuResource()), Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+	return render.GPUTolerations(r.gpuResource(), r.ms.Spec.Resources.GPUs)
 }
 
 func (r *renderer) resources() corev1.ResourceRequirements {

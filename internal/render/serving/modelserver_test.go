@@ -276,3 +276,26 @@ func TestRenderErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestRatioSplit(t *testing.T) {
+	for _, tc := range []struct {
+		lo, hi, pct    int32
+		stable, canary int32
+	}{
+		{2, 10, 10, 9, 1},  // the case: 10 %, not 50 %
+		{2, 20, 10, 9, 1},  // no further than the first canary pod needs
+		{2, 2, 10, 1, 1},   // max allows no better
+		{2, 5, 10, 4, 1},   // the best within max: 20 %
+		{2, 100, 7, 13, 1}, // 7.1 %, not 93 + 7
+		{2, 10, 50, 1, 1},
+		{2, 10, 25, 3, 1},
+		{2, 10, 60, 1, 2},
+		{4, 10, 25, 3, 1},
+		{10, 10, 30, 7, 3},
+	} {
+		s, c := ratioSplit(tc.lo, tc.hi, tc.pct)
+		if s != tc.stable || c != tc.canary {
+			t.Errorf("ratioSplit(%d, %d, %d%%) = %d + %d, want %d + %d", tc.lo, tc.hi, tc.pct, s, c, tc.stable, tc.canary)
+		}
+	}
+}
