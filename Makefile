@@ -25,6 +25,7 @@ build:
 test: tools verify ui
 	go test -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzTrainingJob -fuzztime=20s ./internal/validation
+	go test -run='^$$' -fuzz=FuzzAdmissionReview -fuzztime=10s ./internal/webhook
 	go test -run='^$$' -fuzz=FuzzRepositoryURL -fuzztime=20s ./internal/source
 
 ## ui: the Headlamp plugin (ui/headlamp-plugin): install, build, type-check, lint, component tests,

@@ -20,8 +20,12 @@ const (
 
 // Condition reasons of a TrainingJob.
 const (
-	ReasonShapeChosen       = "ShapeChosen"
-	ReasonNoFittingShape    = "NoFittingShape"
+	ReasonShapeChosen    = "ShapeChosen"
+	ReasonNoFittingShape = "NoFittingShape"
+	// ReasonReferenceNotFound: a claim the job mounts (spec.data pvc://) does not exist
+	// in its namespace. The controller says so rather than admission, which would tell
+	// anyone allowed to create a TrainingJob which claims exist.
+	ReasonReferenceNotFound = "ReferenceNotFound"
 	ReasonWaitingForQueue   = "WaitingForQueue"
 	ReasonJobCreated        = "JobCreated"
 	ReasonWorkersStarting   = "WorkersStarting"

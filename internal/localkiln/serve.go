@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -74,6 +78,16 @@ func Serve(ctx context.Context, o ServeOptions, out io.Writer) (err error) {
 		if fetchImage, err = BuildFetchImage(ctx, o.Source, plane.Registry(), io.Discard); err != nil {
 			return err
 		}
+	}
+	// Kiln's own namespace holds the key its notebook and trial tokens are derived from, as
+	// in an install (config/default creates it).
+	cs, err := kubernetes.NewForConfig(plane.Config)
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kiln-system"}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace kiln-system: %w", err)
 	}
 	mgr, err := manager.New(plane.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0", FetchImage: fetchImage})
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 	"kiln.dev/kiln/internal/controller/notebook"
 	"kiln.dev/kiln/internal/controller/trainingjob"
 	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/tokens"
 	"kiln.dev/kiln/internal/validation"
 	"kiln.dev/kiln/internal/webhook"
 )
@@ -123,19 +124,23 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			// pod and Job it holds. An update without them keeps the stored ones.
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
-				// Only Kiln's own: a cluster's Secrets and ConfigMaps are many and none
-				// of the others' business.
-				&corev1.Secret{}:    {Label: kilnOnly},
+				// Only Kiln's own: a cluster's ConfigMaps are many and none of the
+				// others' business. Secrets are not here: see Client below.
 				&corev1.ConfigMap{}: {Label: kilnOnly},
 				// Admission notices Kiln's pods finish; other pods are read live when
 				// a pass needs them.
 				&corev1.Pod{}: {Label: kilnOnly},
 			},
 		},
+		// Secrets are never cached: a cache needs list and watch of every Secret in the
+		// cluster (RBAC cannot restrict those by label). The manager creates the Secrets
+		// it makes and reads only its own two, by name, in its namespace.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+	keys := &tokens.Keyring{Reader: mgr.GetAPIReader(), Writer: mgr.GetClient(), Namespace: orDefault(o.Namespace, "kiln-system")}
 	// Pod logs (checkpoints, trials' metrics) need a clientset; controller-runtime's client has no logs.
 	pods, err := kubernetes.NewForConfig(mgr.GetConfig())
 	if err != nil {
@@ -171,6 +176,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("kiln-notebook"),
 		Clock:     clock.RealClock{},
+		Tokens:    keys,
 		Inject:    inject,
 		Policy:    o.Policy,
 	}).SetupWithManager(mgr)
@@ -207,7 +213,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("setting up the webhooks: %w", err)
 		}
 	}
-	if err := addSweep(mgr, o.Sweep, pods); err != nil {
+	if err := addSweep(mgr, o.Sweep, pods, keys); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

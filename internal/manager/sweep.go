@@ -9,6 +9,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"kiln.dev/kiln/internal/controller/sweep"
+	"kiln.dev/kiln/internal/tokens"
 )
 
 // SweepOptions configure how trials report metrics to the manager.
@@ -28,7 +29,7 @@ type SweepOptions struct {
 }
 
 // addSweep adds the Sweep controller and its metrics readers; pods reads trials' logs.
-func addSweep(mgr ctrl.Manager, o SweepOptions, pods kubernetes.Interface) error {
+func addSweep(mgr ctrl.Manager, o SweepOptions, pods kubernetes.Interface, keys tokens.Source) error {
 	recorder := &sweep.Recorder{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
 	push := o.MetricsAddr != "" && o.MetricsAddr != "0"
 	if push && o.MetricsURL == "" {
@@ -43,12 +44,13 @@ func addSweep(mgr ctrl.Manager, o SweepOptions, pods kubernetes.Interface) error
 		Recorder:   mgr.GetEventRecorder("kiln-sweep"),
 		Clock:      clock.RealClock{},
 		MetricsURL: o.MetricsURL,
+		Tokens:     keys,
 	}).SetupWithManager(mgr)
 	if err != nil {
 		return fmt.Errorf("setting up the Sweep controller: %w", err)
 	}
 	if push {
-		srv := &sweep.MetricsServer{Addr: o.MetricsAddr, CertDir: o.MetricsCertDir, Client: mgr.GetClient(), Recorder: recorder}
+		srv := &sweep.MetricsServer{Addr: o.MetricsAddr, CertDir: o.MetricsCertDir, Client: mgr.GetClient(), Tokens: keys, Recorder: recorder}
 		if err := mgr.Add(srv); err != nil {
 			return err
 		}

@@ -216,7 +216,9 @@ func (f *ClusterTargets) Find(ctx context.Context, repositories []string) ([]Tar
 	return out, nil
 }
 
-// Secret reads the target's webhook secret.
+// Secret reads the target's webhook secret, by name and live (the manager caches no
+// Secrets). The permission is not in the generated role: config/push grants
+// it, so only an install that turns push on can read tenants' Secrets.
 func (f *ClusterTargets) Secret(ctx context.Context, t Target) ([]byte, error) {
 	s := &corev1.Secret{}
 	if err := f.Live.Get(ctx, types.NamespacedName{Namespace: t.Namespace, Name: t.Config.WebhookSecret}, s); err != nil {

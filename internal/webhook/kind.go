@@ -52,7 +52,9 @@ func kinds() []registration {
 			Resource:       "modelservers",
 			Validate:       withPush(validation.ValidateModelServer),
 			ValidateUpdate: withPushUpdate(validation.ValidateModelServerUpdate),
-			Admit:          admitModelServer,
+			// No Admit: a trainingjob:// model that is missing or failed is the
+			// controller's ModelNotFound condition, not a refusal that would tell any
+			// creator whether TrainingJob X exists.
 			Policy: func(p validation.Policy, ms *v1alpha1.ModelServer) field.ErrorList {
 				return p.ModelServerSpec(&ms.Spec, field.NewPath("spec"))
 			},
@@ -72,8 +74,9 @@ func kinds() []registration {
 type Cluster struct {
 	// Cached reads from the manager's informers: nodes, namespaces, StorageClasses.
 	Cached client.Reader
-	// Live reads from the API server, for objects the manager does not cache
-	// (users' Secrets and claims, read as metadata only).
+	// Live reads from the API server. Admission reads no namespaced object the
+	// request names (see admitTrainingJob); it is kept for handlers that need a
+	// cluster-scoped fact the cache does not hold.
 	Live client.Reader
 	// Policy is what the administrator lets Kiln objects ask of the hosts.
 	Policy validation.Policy

@@ -8,8 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -82,13 +80,14 @@ type trainingJobFacts struct {
 	Nodes []corev1.Node
 	// StorageClasses of the cluster.
 	StorageClasses []storagev1.StorageClass
-	// Secrets and Claims are the referenced ones that exist in the job's namespace.
-	Secrets, Claims map[string]bool
 }
 
-// admitTrainingJob reads what the job refers to and checks it against the cluster.
+// admitTrainingJob checks the job against cluster-scoped facts any user may know (node
+// shapes, StorageClasses). It never looks up the Secrets or claims the job names:
+// admission answers every caller allowed to create, and a different answer for a
+// missing claim would tell them which exist. The controller reports those instead.
 func admitTrainingJob(ctx context.Context, c Cluster, tj *v1alpha1.TrainingJob) (field.ErrorList, admission.Warnings, error) {
-	facts := trainingJobFacts{Secrets: map[string]bool{}, Claims: map[string]bool{}}
+	facts := trainingJobFacts{}
 	var err error
 	if facts.Nodes, err = jobNodes(ctx, c, tj); err != nil {
 		return nil, nil, err
@@ -100,49 +99,15 @@ func admitTrainingJob(ctx context.Context, c Cluster, tj *v1alpha1.TrainingJob) 
 		}
 		facts.StorageClasses = classes.Items
 	}
-	exists := func(kind, name string) (bool, error) {
-		// Metadata only: admission never needs, and so never reads, a Secret's data.
-		m := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind}}
-		err := c.Live.Get(ctx, client.ObjectKey{Namespace: tj.Namespace, Name: name}, m)
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("reading %s %s/%s: %w", kind, tj.Namespace, name, err)
-		}
-		return true, nil
-	}
-	for _, d := range tj.Spec.Data {
-		if d.SecretRef != nil {
-			if facts.Secrets[d.SecretRef.Name], err = exists("Secret", d.SecretRef.Name); err != nil {
-				return nil, nil, err
-			}
-		}
-		if claim, ok := pvcClaim(d.URI); ok {
-			if facts.Claims[claim], err = exists("PersistentVolumeClaim", claim); err != nil {
-				return nil, nil, err
-			}
-		}
-	}
 	errs, warnings := checkTrainingJob(tj, facts)
 	return errs, warnings, nil
 }
 
 // CheckTrainingJobOn is admission's check of tj against the given nodes and
-// StorageClasses, taking every Secret and claim it refers to as present (only the
-// cluster can say). Offline `kubectl kiln export -f` prints its warnings, so an
+// StorageClasses (admission looks up no Secret or claim it refers to). Offline `kubectl kiln export -f` prints its warnings, so an
 // export warns as the webhook would on such nodes.
 func CheckTrainingJobOn(tj *v1alpha1.TrainingJob, nodes []corev1.Node, classes []storagev1.StorageClass) (field.ErrorList, admission.Warnings) {
-	facts := trainingJobFacts{Nodes: nodes, StorageClasses: classes, Secrets: map[string]bool{}, Claims: map[string]bool{}}
-	for _, d := range tj.Spec.Data {
-		if d.SecretRef != nil {
-			facts.Secrets[d.SecretRef.Name] = true
-		}
-		if claim, ok := pvcClaim(d.URI); ok {
-			facts.Claims[claim] = true
-		}
-	}
-	return checkTrainingJob(tj, facts)
+	return checkTrainingJob(tj, trainingJobFacts{Nodes: nodes, StorageClasses: classes})
 }
 
 func pvcClaim(uri string) (string, bool) {
@@ -154,8 +119,8 @@ func pvcClaim(uri string) (string, bool) {
 	return claim, true
 }
 
-// checkTrainingJob is the cluster-dependent admission of a TrainingJob: what it
-// refers to must exist, its workers must fit some node, and volumes shared by
+// checkTrainingJob is the cluster-dependent admission of a TrainingJob: its workers
+// must fit some node, and volumes shared by
 // several nodes must be ReadWriteMany. Departures from best practice are warnings,
 // each with its reason and the fix.
 func checkTrainingJob(tj *v1alpha1.TrainingJob, facts trainingJobFacts) (field.ErrorList, admission.Warnings) {
@@ -165,18 +130,6 @@ func checkTrainingJob(tj *v1alpha1.TrainingJob, facts trainingJobFacts) (field.E
 		spec     = &tj.Spec
 		p        = field.NewPath("spec")
 	)
-	for i, d := range spec.Data {
-		dp := p.Child("data").Index(i)
-		if d.SecretRef != nil && !facts.Secrets[d.SecretRef.Name] {
-			errs = append(errs, field.Invalid(dp.Child("secretRef", "name"), d.SecretRef.Name,
-				fmt.Sprintf("no Secret of that name in namespace %s; create it first (the fetch step reads its keys)", tj.Namespace)))
-		}
-		if claim, ok := pvcClaim(d.URI); ok && !facts.Claims[claim] {
-			errs = append(errs, field.Invalid(dp.Child("uri"), d.URI,
-				fmt.Sprintf("no PersistentVolumeClaim %q in namespace %s; create it first", claim, tj.Namespace)))
-		}
-	}
-
 	res := corev1.ResourceName(gpuResourceOf(spec))
 	nodes := int32(1)
 	if spec.Topology != nil {

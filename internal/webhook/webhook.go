@@ -95,14 +95,15 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Admission reads nodes, namespaces and StorageClasses from the manager's cache,
-// and referenced Secrets and claims as metadata; the certificate keeper writes
-// its Secret in Kiln's namespace and the caBundle of Kiln's two configurations.
+// Admission reads nodes, namespaces and StorageClasses from the manager's cache and
+// nothing a request names; the certificate keeper reads and writes its one Secret in
+// Kiln's namespace, by name (the Role below; it creates it the first time), and the
+// caBundle of Kiln's two configurations.
 //
 // +kubebuilder:rbac:groups="",resources=nodes;namespaces,verbs=list;watch
 // +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=list;watch
-// +kubebuilder:rbac:groups="",resources=secrets;persistentvolumeclaims,verbs=get
-// +kubebuilder:rbac:groups="",namespace=kiln-system,resources=secrets,verbs=update,resourceNames=kiln-webhook-cert
+// +kubebuilder:rbac:groups="",namespace=kiln-system,resources=secrets,verbs=get;update,resourceNames=kiln-webhook-cert
+// +kubebuilder:rbac:groups="",namespace=kiln-system,resources=secrets,verbs=create
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;patch,resourceNames=kiln-mutating-webhooks
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;patch,resourceNames=kiln-validating-webhooks
 

@@ -44,7 +44,8 @@ func withManager(run func() int) int {
 	defer log.Close()
 	ctrl.SetLogger(zap.New(zap.WriteTo(log)))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	cfg, err := framework.ManagerConfig(ctx, plane.Config)
+	// The manager serves push below, so it gets push's RBAC as config/push grants it.
+	cfg, err := framework.ManagerConfig(ctx, plane.Config, "push")
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kiln-manager credentials:", err)

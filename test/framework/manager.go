@@ -32,7 +32,10 @@ const (
 // install would) and returns admin's connection re-credentialed with a token of that
 // ServiceAccount, so tests run the manager with exactly the permissions Kiln ships and a
 // missing one fails a test rather than a user's cluster.
-func ManagerConfig(ctx context.Context, admin *rest.Config) (*rest.Config, error) {
+//
+// components are further kustomize components under config/components whose RBAC the
+// manager gets too, as an install that turns them on would (e.g. "push").
+func ManagerConfig(ctx context.Context, admin *rest.Config, components ...string) (*rest.Config, error) {
 	c, err := client.New(admin, client.Options{})
 	if err != nil {
 		return nil, err
@@ -44,6 +47,13 @@ func ManagerConfig(ctx context.Context, admin *rest.Config) (*rest.Config, error
 	objs, err := kustomizationResources(filepath.Join(RepoRoot(), "config", "rbac"))
 	if err != nil {
 		return nil, err
+	}
+	for _, name := range components {
+		more, err := objectsIn(filepath.Join(RepoRoot(), "config", name, "rbac.yaml"))
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, more...)
 	}
 	for _, u := range objs {
 		if err := c.Patch(ctx, u, client.Apply, client.FieldOwner("kiln-tests"), client.ForceOwnership); err != nil {
@@ -79,22 +89,65 @@ func kustomizationResources(dir string) ([]*unstructured.Unstructured, error) {
 	}
 	var objs []*unstructured.Unstructured
 	for _, name := range k.Resources {
-		data, err := os.ReadFile(filepath.Join(dir, name))
+		more, err := objectsIn(filepath.Join(dir, name))
 		if err != nil {
 			return nil, err
 		}
-		d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := d.Decode(&u.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			if len(u.Object) > 0 {
-				objs = append(objs, u)
-			}
+		objs = append(objs, more...)
+	}
+	return objs, nil
+}
+
+// objectsIn reads the objects of one YAML file.
+func objectsIn(file string) ([]*unstructured.Unstructured, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var objs []*unstructured.Unstructured
+	d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := d.Decode(&u.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Base(file), err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
 		}
 	}
 	return objs, nil
+}
+
+// BindRBACTo applies config/rbac as an install would, but with every binding's subject
+// replaced by ServiceAccount sa in the manager's namespace (and the binding renamed), so a
+// test can ask what exactly the shipped roles allow, whatever else the shared manager's own
+// ServiceAccount was given. It returns the user name the API server knows sa by.
+func BindRBACTo(ctx context.Context, admin *rest.Config, sa string) (string, error) {
+	c, err := client.New(admin, client.Options{})
+	if err != nil {
+		return "", err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ManagerNamespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("creating namespace %s: %w", ManagerNamespace, err)
+	}
+	objs, err := kustomizationResources(filepath.Join(RepoRoot(), "config", "rbac"))
+	if err != nil {
+		return "", err
+	}
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "ServiceAccount":
+			u.SetName(sa)
+		case "RoleBinding", "ClusterRoleBinding":
+			u.SetName(u.GetName() + "-" + sa)
+			u.Object["subjects"] = []any{map[string]any{"kind": "ServiceAccount", "name": sa, "namespace": ManagerNamespace}}
+		}
+		if err := c.Patch(ctx, u, client.Apply, client.FieldOwner("kiln-tests"), client.ForceOwnership); err != nil {
+			return "", fmt.Errorf("applying %s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	return "system:serviceaccount:" + ManagerNamespace + ":" + sa, nil
 }

@@ -23,6 +23,7 @@ import (
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/controller/notebook"
 	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/tokens"
 )
 
 // jupyter is a test's Jupyter server: it answers /api/status and /api/kernels in
@@ -84,6 +85,7 @@ func newNBEnv(t *testing.T, baseURL string) *nbEnv {
 	clock := clocktesting.NewFakeClock(time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC))
 	return &nbEnv{env: e, clock: clock, r: &notebook.Reconciler{
 		Client: e.c, APIReader: e.c, Recorder: events.NewFakeRecorder(100), Clock: clock,
+		Tokens:   tokens.Static("integration-test-key"),
 		Activity: &notebook.JupyterStatus{BaseURL: func(*v1alpha1.Notebook) string { return baseURL }},
 	}}
 }

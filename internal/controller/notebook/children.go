@@ -17,6 +17,7 @@ import (
 
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/tokens"
 )
 
 func notebookURL(nb *v1alpha1.Notebook) string        { return render.NotebookURL(nb) }
@@ -69,18 +70,17 @@ func (r *Reconciler) checkVolumes(ctx context.Context, nb *v1alpha1.Notebook) (b
 	return false, nil
 }
 
-// token is the stored access token, or "" before the Secret exists (the
-// renderer then makes one).
+// token is the notebook's access token, derived from its namespace, name and UID:
+// the same on every reconcile and replica, and never read from the tenant's Secret.
 func (r *Reconciler) token(ctx context.Context, nb *v1alpha1.Notebook) (string, error) {
-	secret := &corev1.Secret{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: nb.Namespace, Name: tokenSecretName(nb)}, secret)
-	switch {
-	case apierrors.IsNotFound(err):
-		return "", nil
-	case err != nil:
-		return "", fmt.Errorf("reading the token Secret: %w", err)
+	if r.Tokens == nil {
+		return "", fmt.Errorf("the notebook controller has no token source")
 	}
-	return string(secret.Data[v1alpha1.NotebookTokenKey]), nil
+	token, err := r.Tokens.Token(ctx, tokens.PurposeNotebook, nb.Namespace, nb.Name, nb.UID)
+	if err != nil {
+		return "", fmt.Errorf("deriving the notebook token: %w", err)
+	}
+	return token, nil
 }
 
 // statefulSet is the stored StatefulSet, or nil before it exists.
@@ -104,7 +104,11 @@ func (r *Reconciler) statefulSet(ctx context.Context, nb *v1alpha1.Notebook) (*a
 // spec (stopped, image, env, resources) reach them and fields others set stay.
 // It reports false when the notebook cannot be rendered or its names are taken,
 // having said why in status.
-func (r *Reconciler) applyChildren(ctx context.Context, nb *v1alpha1.Notebook, token string) (bool, error) {
+//
+// The token Secret is created only while the StatefulSet does not exist (fresh): a
+// create that finds it answers AlreadyExists, and one per reconcile of every
+// notebook would be a request each for nothing.
+func (r *Reconciler) applyChildren(ctx context.Context, nb *v1alpha1.Notebook, token string, fresh bool) (bool, error) {
 	if errs := r.Policy.NotebookSpec(&nb.Spec, field.NewPath("spec")); len(errs) > 0 {
 		r.setCondition(nb, v1alpha1.NotebookConditionReady, metav1.ConditionFalse, v1alpha1.ReasonPolicyDenied, errs.ToAggregate().Error())
 		nb.Status.Ready = false
@@ -119,7 +123,11 @@ func (r *Reconciler) applyChildren(ctx context.Context, nb *v1alpha1.Notebook, t
 	if r.Inject != nil {
 		r.Inject(&objs.StatefulSet.Spec.Template)
 	}
-	for _, obj := range []client.Object{objs.Secret, objs.Workspace} {
+	once := []client.Object{objs.Workspace}
+	if fresh {
+		once = append(once, objs.Secret)
+	}
+	for _, obj := range once {
 		if err := r.createIfAbsent(ctx, obj); err != nil {
 			return false, err
 		}
@@ -134,11 +142,15 @@ func (r *Reconciler) applyChildren(ctx context.Context, nb *v1alpha1.Notebook, t
 
 func (r *Reconciler) createIfAbsent(ctx context.Context, obj client.Object) error {
 	kind := obj.GetObjectKind().GroupVersionKind().Kind
-	err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
-	if !apierrors.IsNotFound(err) {
-		return err
+	if _, secret := obj.(*corev1.Secret); !secret {
+		// Secrets are not cached and may not be read (see token): creating one that
+		// exists is the check, and answers AlreadyExists.
+		err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
 	}
-	err = r.Client.Create(ctx, obj, client.FieldOwner(FieldOwner))
+	err := r.Client.Create(ctx, obj, client.FieldOwner(FieldOwner))
 	switch {
 	case apierrors.IsAlreadyExists(err):
 		return nil

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"kiln.dev/kiln/api/v1alpha1"
+	"kiln.dev/kiln/internal/tokens"
 	"kiln.dev/kiln/internal/validation"
 )
 
@@ -55,6 +56,10 @@ type Reconciler struct {
 	Activity ActivitySource
 	// RuntimeClassName is set on GPU pods when the cluster needs one.
 	RuntimeClassName string
+	// Tokens derives the notebook's access token, so the controller never reads the
+	// token Secret back: reading Secrets in tenant namespaces would need the right to
+	// read all of them (see package tokens).
+	Tokens tokens.Source
 	// Inject applies the pod webhook's injection (sidecars, and the annotation
 	// that says it was applied) to the StatefulSet's pod template, so the pod is
 	// created complete without a call to Kiln's pod webhook: a notebook restarts
@@ -77,7 +82,9 @@ type Reconciler struct {
 // when the apply creates the object.
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims;secrets,verbs=list;watch;create
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=list;watch;create
+// The token Secret is created, never read or watched: its token is derived again when needed.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=list
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -92,7 +99,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.Notebook{}).
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
-		Owns(&corev1.Secret{}).
 		Owns(&corev1.PersistentVolumeClaim{}).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(r.waitingForVolumes)).
 		Named("notebook").
@@ -164,7 +170,7 @@ func (r *Reconciler) steps(ctx context.Context, nb *v1alpha1.Notebook) (ctrl.Res
 			return ctrl.Result{}, err
 		}
 	}
-	if ok, err := r.applyChildren(ctx, nb, token); err != nil || !ok {
+	if ok, err := r.applyChildren(ctx, nb, token, sts == nil); err != nil || !ok {
 		return ctrl.Result{}, err
 	}
 	// The cached StatefulSet's status is what the pod did; one just applied

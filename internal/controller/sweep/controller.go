@@ -12,8 +12,6 @@ package sweep
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -34,6 +32,7 @@ import (
 	"kiln.dev/kiln/api/v1alpha1"
 	"kiln.dev/kiln/internal/render"
 	search "kiln.dev/kiln/internal/sweep"
+	"kiln.dev/kiln/internal/tokens"
 	"kiln.dev/kiln/internal/validation"
 )
 
@@ -49,6 +48,9 @@ type Reconciler struct {
 	// MetricsURL is the push server's base URL given to trials; empty when the
 	// manager takes no pushes.
 	MetricsURL string
+	// Tokens derives each trial's metrics token (from the trial's name and the Sweep's
+	// UID), so the metrics server checks a push without reading the trial's Secret.
+	Tokens tokens.Source
 }
 
 // +kubebuilder:rbac:groups=kiln.dev,resources=sweeps,verbs=list;watch
@@ -56,7 +58,8 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=kiln.dev,resources=sweeps/finalizers,verbs=update
 // +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs,verbs=list;watch;create;patch
 // +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs/status,verbs=patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch;create
+// Trials' token Secrets are created, never read: see package tokens.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the controller; a change to any trial wakes its Sweep.
@@ -232,11 +235,14 @@ func (r *Reconciler) create(ctx context.Context, sw *v1alpha1.Sweep, index int, 
 		return fmt.Errorf("formatting trial %d's parameters: %w", index, err)
 	}
 	if r.MetricsURL != "" {
-		token := make([]byte, 32)
-		if _, err := rand.Read(token); err != nil {
-			return fmt.Errorf("making a metrics token: %w", err)
+		if r.Tokens == nil {
+			return errors.New("the Sweep controller has no token source for trials' metrics tokens")
 		}
-		if err := createIfAbsent(ctx, r.Client, render.MetricsSecret(sw, index, hex.EncodeToString(token))); err != nil {
+		token, err := r.Tokens.Token(ctx, tokens.PurposeSweepMetrics, sw.Namespace, render.TrialName(sw.Name, index), sw.UID)
+		if err != nil {
+			return fmt.Errorf("deriving trial %d's metrics token: %w", index, err)
+		}
+		if err := createIfAbsent(ctx, r.Client, render.MetricsSecret(sw, index, token)); err != nil {
 			return err
 		}
 	}

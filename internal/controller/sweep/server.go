@@ -2,7 +2,6 @@ package sweep
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -13,14 +12,14 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kiln.dev/kiln/api/v1alpha1"
-	"kiln.dev/kiln/internal/render"
+	"kiln.dev/kiln/internal/tokens"
 )
 
 // MaxPushBytes bounds a push's body: a report is a handful of numbers.
@@ -32,14 +31,17 @@ const MaxPushBytes = 64 << 10
 //	Authorization: Bearer <KILN_METRICS_TOKEN>
 //
 // with a JSON object of numbers or kiln-metric lines as the body. The token is the
-// trial's own, from the Secret Kiln made for it; any other gets 401 and changes nothing.
+// trial's own, which Kiln put in a Secret for it; any other gets 401 and changes nothing.
+// The server derives the expected token again from the trial's name and its Sweep's
+// UID (package tokens) rather than reading the Secret back.
 type MetricsServer struct {
 	// Addr is where it listens, such as ":8444".
 	Addr string
 	// CertDir holds tls.crt and tls.key; empty serves plain HTTP.
 	CertDir string
-	// Client reads trials' Secrets (from the cache of Kiln's own Secrets).
+	// Client reads trials (TrainingJobs) from the cache.
 	Client   client.Client
+	Tokens   tokens.Source
 	Recorder *Recorder
 }
 
@@ -134,14 +136,21 @@ func (s *MetricsServer) authorized(ctx context.Context, key client.ObjectKey, he
 	if !ok || token == "" {
 		return false
 	}
-	secret := &corev1.Secret{}
-	err := s.Client.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: render.MetricsSecretName(key.Name)}, secret)
-	if err != nil {
+	trial := &v1alpha1.TrainingJob{}
+	if err := s.Client.Get(ctx, key, trial); err != nil {
 		if !apierrors.IsNotFound(err) {
-			ctrl.LoggerFrom(ctx).Error(err, "reading a trial's metrics Secret", "trial", key.String())
+			ctrl.LoggerFrom(ctx).Error(err, "reading a trial", "trial", key.String())
 		}
 		return false
 	}
-	want := secret.Data[v1alpha1.MetricsTokenKey]
-	return len(want) > 0 && subtle.ConstantTimeCompare([]byte(token), want) == 1
+	owner := metav1.GetControllerOf(trial)
+	if owner == nil || owner.Kind != "Sweep" || owner.APIVersion != v1alpha1.GroupVersion.String() {
+		return false
+	}
+	want, err := s.Tokens.Token(ctx, tokens.PurposeSweepMetrics, key.Namespace, key.Name, owner.UID)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "deriving a trial's metrics token", "trial", key.String())
+		return false
+	}
+	return tokens.Equal(token, want)
 }

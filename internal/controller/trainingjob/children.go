@@ -26,6 +26,40 @@ import (
 	"kiln.dev/kiln/internal/render"
 )
 
+// checkReferences finds, before the first attempt, the claim behind every pvc:// data
+// input in the job's namespace; a missing one keeps the job from starting, with an
+// Admitted=False condition (and its Event) that names it. This is the controller's
+// job, not admission's: admission would answer "does claim X exist in namespace N"
+// to anyone allowed to create a TrainingJob there. Secrets named by spec.data are not
+// looked up (the manager may not read Secrets): the kubelet reports a missing one on
+// the fetch init container, and the job's failure says so.
+func (r *Reconciler) checkReferences(ctx context.Context, tj *v1alpha1.TrainingJob) (bool, error) {
+	if tj.Status.Shape != nil {
+		return true, nil
+	}
+	var missing []string
+	for i, d := range tj.Spec.Data {
+		rest, ok := strings.CutPrefix(d.URI, "pvc://")
+		if !ok {
+			continue
+		}
+		claim, _, _ := strings.Cut(rest, "/")
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: tj.Namespace, Name: claim}, &corev1.PersistentVolumeClaim{}, client.UnsafeDisableDeepCopy)
+		switch {
+		case apierrors.IsNotFound(err):
+			missing = append(missing, fmt.Sprintf("spec.data[%d].uri: no PersistentVolumeClaim %s in namespace %s", i, claim, tj.Namespace))
+		case err != nil:
+			return false, fmt.Errorf("reading PersistentVolumeClaim %s: %w", claim, err)
+		}
+	}
+	if len(missing) == 0 {
+		return true, nil
+	}
+	r.setCondition(tj, v1alpha1.TrainingJobAdmitted, metav1.ConditionFalse, v1alpha1.ReasonReferenceNotFound,
+		strings.Join(missing, "; ")+"; the job starts once it exists")
+	return false, nil
+}
+
 // chooseShape picks the shape once and keeps it in status: a job's shape must
 // not change under it because nodes came or went. It reports false when no
 // shape fits, having said why in the Admitted condition.
@@ -120,6 +154,9 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 		return nil, nil
 	}
 	opts := render.Options{OwnerReferences: true, FetchImage: r.FetchImage}
+	// The MPI SSH Secret is never read back (the manager may not read Secrets in
+	// tenant namespaces): the renderer makes a fresh key, and the create below keeps
+	// the stored one, as a create of a name that exists changes nothing.
 	if tj.Spec.Resources.GPUs > 0 {
 		rc := &nodev1.RuntimeClass{}
 		switch err := r.Client.Get(ctx, client.ObjectKey{Name: "nvidia"}, rc); {
@@ -127,17 +164,6 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 			opts.RuntimeClassName = render.NvidiaRuntimeClass(rc, gpuResource(tj))
 		case !apierrors.IsNotFound(err):
 			return nil, fmt.Errorf("reading RuntimeClass nvidia: %w", err)
-		}
-	}
-	if tj.Spec.Framework == v1alpha1.FrameworkMPI {
-		// Passing the stored key back keeps it from being rotated under running workers.
-		secret := &corev1.Secret{}
-		err := r.Client.Get(ctx, client.ObjectKey{Namespace: tj.Namespace, Name: render.SSHSecretName(tj.Name)}, secret)
-		switch {
-		case err == nil:
-			opts.SSHKey = render.SSHKeyFromSecret(secret)
-		case !apierrors.IsNotFound(err):
-			return nil, fmt.Errorf("reading the MPI SSH secret: %w", err)
 		}
 	}
 	objs, err := render.TrainingJob(tj, shapeOf(tj.Status.Shape), opts)
@@ -162,7 +188,14 @@ func (r *Reconciler) createChildren(ctx context.Context, tj *v1alpha1.TrainingJo
 	if done := r.placeNew(ctx, tj, objs.Job); done != nil {
 		defer func() { done(jobCreated) }()
 	}
+	// A Secret is not cached, so it cannot be looked up before a create; it is
+	// created only while the attempt's Job is not there yet (the Job comes last),
+	// which keeps a running job's reconciles free of creates that would fail.
+	jobExists := r.Client.Get(ctx, client.ObjectKeyFromObject(objs.Job), &batchv1.Job{}, client.UnsafeDisableDeepCopy) == nil
 	for _, obj := range objs.List() {
+		if _, ok := obj.(*corev1.Secret); ok && jobExists {
+			continue
+		}
 		created, err := r.createIfAbsent(ctx, obj)
 		if err != nil {
 			return nil, err
@@ -194,11 +227,13 @@ func (r *Reconciler) placeNew(ctx context.Context, tj *v1alpha1.TrainingJob, job
 // exists, else the one just created; it reports whether it created it.
 func (r *Reconciler) createIfAbsent(ctx context.Context, obj client.Object) (bool, error) {
 	kind := obj.GetObjectKind().GroupVersionKind().Kind
-	err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
-	if !apierrors.IsNotFound(err) {
-		return false, err
+	if _, secret := obj.(*corev1.Secret); !secret {
+		err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		if !apierrors.IsNotFound(err) {
+			return false, err
+		}
 	}
-	err = r.Client.Create(ctx, obj)
+	err := r.Client.Create(ctx, obj)
 	switch {
 	case apierrors.IsAlreadyExists(err):
 		// The cache had not seen it yet; the stored one is the same rendering.

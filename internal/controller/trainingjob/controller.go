@@ -87,7 +87,9 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=kiln.dev,resources=trainingjobs/finalizers,verbs=update
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=list;watch;create;delete
-// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims;secrets,verbs=list;watch;create
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=list;watch;create
+// The MPI SSH Secret is created, never read or watched (see createChildren).
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
 // +kubebuilder:rbac:groups=node.k8s.io,resources=runtimeclasses,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list
@@ -100,7 +102,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&batchv1.Job{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.PersistentVolumeClaim{}).
-		Owns(&corev1.Secret{}).
 		Owns(&corev1.ConfigMap{}).
 		Named("trainingjob").
 		Complete(r)
@@ -177,6 +178,9 @@ func (r *Reconciler) steps(ctx context.Context, tj *v1alpha1.TrainingJob) (ctrl.
 		// Read from the cache, so the finish is already stored: nothing is
 		// recreated (not even a Job its own TTL removed), only the TTL runs.
 		return r.expire(ctx, tj)
+	}
+	if ok, err := r.checkReferences(ctx, tj); err != nil || !ok {
+		return ctrl.Result{RequeueAfter: noShapeRetry}, err
 	}
 	if ok, err := r.chooseShape(ctx, tj); err != nil || !ok {
 		return ctrl.Result{RequeueAfter: noShapeRetry}, err

@@ -318,7 +318,7 @@ func warns(c metav1.Condition) bool {
 	case v1alpha1.TrainingJobFailed, v1alpha1.TrainingJobRestarting:
 		return c.Status == metav1.ConditionTrue
 	case v1alpha1.TrainingJobAdmitted:
-		return c.Reason == v1alpha1.ReasonNoFittingShape || c.Reason == v1alpha1.ReasonRenderFailed || c.Reason == v1alpha1.ReasonRefused
+		return c.Reason == v1alpha1.ReasonNoFittingShape || c.Reason == v1alpha1.ReasonReferenceNotFound || c.Reason == v1alpha1.ReasonRenderFailed || c.Reason == v1alpha1.ReasonRefused
 	}
 	return false
 }
