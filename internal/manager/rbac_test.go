@@ -2,6 +2,7 @@ package manager
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,11 +33,15 @@ func TestRolesHoldNoWildcardsOrPrivilegeVerbs(t *testing.T) {
 		}
 		d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 		for {
-			var r rbacv1.ClusterRole // a Role has the same shape
-			if err := d.Decode(&r); errors.Is(err, io.EOF) {
+			var doc json.RawMessage
+			if err := d.Decode(&doc); errors.Is(err, io.EOF) {
 				break
 			} else if err != nil {
 				t.Fatalf("%s: %v", file, err)
+			}
+			var r rbacv1.ClusterRole // a Role has the same shape
+			if json.Unmarshal(doc, &r) != nil {
+				continue // not an object: a kustomize JSON patch
 			}
 			if r.Kind != "Role" && r.Kind != "ClusterRole" {
 				continue
