@@ -209,10 +209,7 @@ func trainAndServeWithBuild(t *testing.T, k kiln) {
 	ctx := context.Background()
 	c, ns := kilnClient(t), namespace(t)
 	reg := startRegistry(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := planeKubeconfig(t)
 	kiln := func(args ...string) (string, error) {
 		return k.run(t, append([]string{"--kubeconfig=" + kubeconfig, "-n", ns}, args...)...)
 	}

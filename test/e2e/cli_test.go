@@ -28,10 +28,7 @@ func TestCLITrainStatusExportDelete(t *testing.T) {
 	ctx := context.Background()
 	k := buildKiln(t)
 	ns := namespace(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := planeKubeconfig(t)
 	kiln := func(args ...string) (string, error) {
 		return k.run(t, append([]string{"--kubeconfig=" + kubeconfig, "-n", ns}, args...)...)
 	}
@@ -152,10 +149,7 @@ func TestCLITrainStatusExportDelete(t *testing.T) {
 
 func TestCLIDoctorReportsTheSimulatedGPUPool(t *testing.T) {
 	k := buildKiln(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := planeKubeconfig(t)
 	out, err := k.run(t, "--kubeconfig="+kubeconfig, "doctor")
 	// No device-plugin DaemonSet on a simulated plane: a warning, not a failure.
 	if err != nil {
@@ -208,10 +202,7 @@ func TestCLIKindsAreNeverMistaken(t *testing.T) {
 	ctx := context.Background()
 	k := buildKiln(t)
 	c, ns := kilnClient(t), namespace(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := planeKubeconfig(t)
 	kiln := func(args ...string) (string, error) {
 		return k.run(t, append([]string{"--kubeconfig=" + kubeconfig, "-n", ns}, args...)...)
 	}
@@ -261,10 +252,7 @@ func TestCLIKindsAreNeverMistaken(t *testing.T) {
 // user hears, before anything runs, which counts fit — and nothing about a topology never set.
 func TestCLITrainOfAnUnevenCountNamesCountsThatFit(t *testing.T) {
 	k := buildKiln(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := planeKubeconfig(t)
 	out, err := k.run(t, "--kubeconfig="+kubeconfig, "-n", namespace(t), "train", "eleven", "--gpus", "11", "--framework", "pytorch",
 		"--image", "registry.example/resnet:1", "--checkpoints", "1Gi", "--dry-run=server", "--", "python", "train.py")
 	if err != nil {

@@ -108,10 +108,7 @@ func matchesAny(res []*regexp.Regexp, s string) bool {
 // bare plane with the integrations added one at a time, so each is seen absent and present.
 func TestCLIDoctorClaimsOnlyWhatIsThere(t *testing.T) {
 	k := buildKiln(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := planeKubeconfig(t)
 	out, err := k.run(t, "--kubeconfig="+kubeconfig, "doctor")
 	if err != nil {
 		t.Fatalf("doctor on the shared plane: %v\n%s", err, out)

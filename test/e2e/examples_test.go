@@ -33,10 +33,7 @@ func TestExamplesSucceed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := planeKubeconfig(t)
 	applied := 0
 	for _, file := range files {
 		tjs, nbs, sweeps, mss := trainingJobsIn(t, file), notebooksIn(t, file), sweepsIn(t, file), modelServersIn(t, file)

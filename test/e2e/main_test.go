@@ -143,3 +143,13 @@ func clientset(t *testing.T) *kubernetes.Clientset {
 	}
 	return cs
 }
+
+// planeKubeconfig is the shared plane's kubeconfig in a file, for the CLI and kubectl.
+func planeKubeconfig(t *testing.T) string {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
+}

@@ -341,10 +341,7 @@ func TestModelServerReportsModelProblems(t *testing.T) {
 
 func kilnCLI(t *testing.T, ns string) func(args ...string) (string, error) {
 	t.Helper()
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := planeKubeconfig(t)
 	return func(args ...string) (string, error) {
 		var out bytes.Buffer
 		cmd := cli.NewRootCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out})

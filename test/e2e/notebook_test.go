@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -377,10 +376,7 @@ func TestCLINotebookCreateStopStartDelete(t *testing.T) {
 	ctx := context.Background()
 	k := buildKiln(t)
 	c, ns := kilnClient(t), namespace(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := planeKubeconfig(t)
 	kiln := func(args ...string) string {
 		t.Helper()
 		out, err := k.run(t, append([]string{"--kubeconfig=" + kubeconfig, "-n", ns}, args...)...)

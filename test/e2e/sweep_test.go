@@ -695,10 +695,7 @@ func TestSweepEnds(t *testing.T) {
 func TestCLISweep(t *testing.T) {
 	k := buildKiln(t)
 	c, ns := kilnClient(t), namespace(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, plane.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := planeKubeconfig(t)
 	kiln := func(args ...string) (string, error) {
 		return k.run(t, append([]string{"--kubeconfig=" + kubeconfig, "-n", ns}, args...)...)
 	}
