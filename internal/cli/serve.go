@@ -210,15 +210,19 @@ func (o *ServeOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The admission webhook refuses these too; saying it here saves a round trip
-	// and works without the webhook.
+	// Admission does not look up the TrainingJob (it would tell any creator which
+	// exist); the CLI reads it with the user's own rights, so a model that will
+	// never exist is refused before it is sent, and one still training is a warning.
 	jobs, err := validation.ModelTrainingJobs(ctx, c, o.ms)
 	if err != nil {
 		return err
 	}
-	// Its warnings come from the API server, which prints them with the create.
-	if errs, _ := validation.ValidateModelTrainingJobs(o.ms, jobs); len(errs) > 0 {
+	errs, warnings := validation.ValidateModelTrainingJobs(o.ms, jobs)
+	if len(errs) > 0 {
 		return fmt.Errorf("invalid ModelServer: %v", errs.ToAggregate())
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(o.streams.ErrOut, "Warning: %s\n", w)
 	}
 	if err := createObject(ctx, c, o.ms, "modelserver.kiln.dev", o.DryRun, o.OutputFormat, o.streams.Out); err != nil {
 		return err

@@ -165,8 +165,9 @@ func trainingJobURIs(ms *v1alpha1.ModelServer) map[*field.Path]string {
 }
 
 // ModelTrainingJobs reads the TrainingJobs ms's trainingjob:// models name, from
-// ms's namespace. A missing one maps to nil. The admission webhook calls it and
-// passes the result to ValidateModelTrainingJobs.
+// ms's namespace. A missing one maps to nil. The CLI calls it with the user's own rights
+// (admission does not, so it answers no one whether a TrainingJob exists) and passes the
+// result to ValidateModelTrainingJobs.
 func ModelTrainingJobs(ctx context.Context, r client.Reader, ms *v1alpha1.ModelServer) (map[string]*v1alpha1.TrainingJob, error) {
 	out := map[string]*v1alpha1.TrainingJob{}
 	for _, name := range trainingJobURIs(ms) {
