@@ -124,8 +124,13 @@ func Image(ctx context.Context, o Options) (v1.Image, Project, error) {
 		return nil, Project{}, err
 	}
 	if p.Language == "go" {
-		// go build reads the module as it is, whatever the ignore files say.
-		if err := source.VerifyDir(o.Dir, nil); err != nil {
+		// go build reads the module as it is, whatever the ignore files say: all of it
+		// but what the go command itself never reads.
+		skip, err := goNeverReads(o.Dir)
+		if err != nil {
+			return nil, p, err
+		}
+		if err := source.VerifyDir(o.Dir, skip); err != nil {
 			return nil, p, err
 		}
 	}

@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/mod/modfile"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -54,4 +56,29 @@ func goBinaryLayer(ctx context.Context, dir, main, binPath string, plat v1.Platf
 		sort.Slice(entries, func(i, j int) bool { return entries[i].name < entries[j].name })
 	}
 	return layerOf(entries, mt)
+}
+
+// goNeverReads is what the go.mod at dir tells the go command to ignore (its ignore
+// directives, such as a web front end's node_modules): those folders hold no package the
+// build compiles, so their files need not pass the checkout check.
+func goNeverReads(dir string) (func(rel string, isDir bool) bool, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return nil, err
+	}
+	mf, err := modfile.ParseLax("go.mod", data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("go.mod: %w", err)
+	}
+	var rooted, named []string
+	for _, ig := range mf.Ignore {
+		if p, ok := strings.CutPrefix(ig.Path, "./"); ok {
+			rooted = append(rooted, filepath.Clean(p))
+		} else {
+			named = append(named, ig.Path)
+		}
+	}
+	return func(rel string, isDir bool) bool {
+		return isDir && (slices.Contains(rooted, rel) || slices.Contains(named, filepath.Base(rel)))
+	}, nil
 }

@@ -108,3 +108,33 @@ func TestBuildRefusesEscapingSources(t *testing.T) {
 		})
 	}
 }
+
+// What a go.mod's ignore directives name holds no package the build compiles, so it need
+// not pass the checkout check; everything else of the module still must.
+func TestGoNeverReadsWhatGoModIgnores(t *testing.T) {
+	dir := t.TempDir()
+	mod := "module example.com/m\n\ngo 1.26\n\nignore ./web/node_modules\nignore vendor-cache\n"
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(mod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	skip, err := goNeverReads(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		rel  string
+		dir  bool
+		want bool
+	}{
+		{"web/node_modules", true, true},
+		{"web", true, false},
+		{"node_modules", true, false},
+		{"a/b/vendor-cache", true, true},
+		{"web/node_modules", false, false}, // a file of that name is still read
+		{"cmd/server", true, false},
+	} {
+		if got := skip(tc.rel, tc.dir); got != tc.want {
+			t.Errorf("skip(%q, dir=%v) = %v, want %v", tc.rel, tc.dir, got, tc.want)
+		}
+	}
+}

@@ -138,7 +138,7 @@ func (b *Builder) Base(ctx context.Context, base Base) (v1.Image, error) {
 	defer unlock()
 	if img, err := build.LoadLayout(cache); err == nil {
 		b.printf("base image %s: cached (%s)", base.Name, cache)
-		return img, nil
+		return nonRoot(img)
 	}
 	start := time.Now()
 	b.printf("base image %s: building with debootstrap (%s %s), %s the first time", base.Name, base.Suite, strings.Join(base.Packages, " "), base.About)
@@ -176,7 +176,7 @@ func (b *Builder) Base(ctx context.Context, base Base) (v1.Image, error) {
 	if err := os.Rename(staged, cache); err != nil {
 		// A builder without the lock (an older Kiln) got there first: its image is as good.
 		if img, lerr := build.LoadLayout(cache); lerr == nil {
-			return img, nil
+			return nonRoot(img)
 		}
 		return nil, err
 	}
@@ -186,7 +186,7 @@ func (b *Builder) Base(ctx context.Context, base Base) (v1.Image, error) {
 	}
 	size, _ := dirSize(cache)
 	b.printf("base image %s: built in %s, %d MB compressed (%s)", base.Name, time.Since(start).Round(time.Second), size>>20, cache)
-	return img, nil
+	return nonRoot(img)
 }
 
 // skipInRootfs leaves out what a container runtime provides or a build only needs once:
@@ -298,6 +298,15 @@ func (b *Builder) run(ctx context.Context, step string, cmd *exec.Cmd) error {
 	}
 }
 
+// nonRoot sets a base's user to 65532 when it is read, not when it is cached, so bases
+// cached before Kiln's pods ran as non-root need no new debootstrap. Kiln's pods run with
+// runAsNonRoot under the restricted Pod Security profile, and the kubelet refuses an image
+// whose user is root. Files stay root's, readable by all; programs write to Kiln's volumes
+// (/kiln/...), which the pod's fsGroup, the same 65532, owns.
+func nonRoot(img v1.Image) (v1.Image, error) {
+	return build.EditConfig(img, func(cf *v1.ConfigFile) { cf.Config.User = build.NonRootUser })
+}
+
 func baseImage(layer v1.Layer, base Base) (v1.Image, error) {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
@@ -318,11 +327,6 @@ func baseImage(layer v1.Layer, base Base) (v1.Image, error) {
 			"PYTHONUNBUFFERED=1",
 		}
 		cf.Config.Cmd = []string{"python3"}
-		// Kiln's pods run with runAsNonRoot, under the restricted Pod Security
-		// profile: the kubelet refuses an image whose user is root. Files stay root's,
-		// readable by all; programs write to Kiln's volumes (/kiln/...), which the
-		// pod's fsGroup, the same 65532, owns.
-		cf.Config.User = build.NonRootUser
 		cf.Config.Labels = map[string]string{"dev.kiln.base": base.Name + "-" + base.Key()}
 	})
 }
