@@ -12,8 +12,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/mod/modfile"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/mod/modfile"
 )
 
 // goBinaryLayer cross-compiles the main package and lays the binary at binPath. The flags
