@@ -150,6 +150,13 @@ func (f *fetcher) save(name string, r io.Reader, want []byte) error {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
+	// CreateTemp makes the file 0600, readable only by the fetch step's user (65532); the
+	// workload that reads it may run as any other user, so it is readable by all, as
+	// a file the workload mounts read-only should be.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
 	h := sha256.New()
 	limit := r
 	if f.o.MaxBytes > 0 {

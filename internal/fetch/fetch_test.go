@@ -26,6 +26,10 @@ func files(t *testing.T, dir string) map[string]string {
 		if err != nil || d.IsDir() {
 			return err
 		}
+		// The workload reading a fetched file may run as another user than the fetch step.
+		if info, err := d.Info(); err == nil && info.Mode().Perm()&0o044 != 0o044 {
+			t.Errorf("%s is %v, not readable by the workload's user", p, info.Mode().Perm())
+		}
 		b, err := os.ReadFile(p)
 		rel, _ := filepath.Rel(dir, p)
 		out[filepath.ToSlash(rel)] = string(b)
