@@ -115,24 +115,21 @@ func Image(ctx context.Context, o Options) (v1.Image, Project, error) {
 	if err != nil {
 		return nil, Project{}, err
 	}
-	// What the ignore files leave out is never read, so it need not pass.
-	if err := source.VerifyDir(o.Dir, ign.skip); err != nil {
-		return nil, Project{}, err
-	}
 	p, err := Detect(o.Dir)
 	if err != nil {
 		return nil, Project{}, err
 	}
+	// What the ignore files leave out is never read, so it need not pass; go build reads
+	// the module as it is, whatever the ignore files say: all of it but what the go
+	// command itself never reads.
+	skip := ign.skip
 	if p.Language == "go" {
-		// go build reads the module as it is, whatever the ignore files say: all of it
-		// but what the go command itself never reads.
-		skip, err := goNeverReads(o.Dir)
-		if err != nil {
+		if skip, err = goNeverReads(o.Dir); err != nil {
 			return nil, p, err
 		}
-		if err := source.VerifyDir(o.Dir, skip); err != nil {
-			return nil, p, err
-		}
+	}
+	if err := source.VerifyDir(o.Dir, skip); err != nil {
+		return nil, p, err
 	}
 	ep := "none (the workload must give its command)"
 	if len(p.Entrypoint) > 0 {
