@@ -19,9 +19,6 @@ import (
 // object (a server-side dry run; the CRDs are really created, so the cert-manager objects are
 // left out: their CRDs are cert-manager's).
 func TestChartAppliesToARealAPIServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts an API server")
-	}
 	ctx := context.Background()
 	tools, err := framework.Tools(ctx, "kubectl", "helm")
 	if err != nil {

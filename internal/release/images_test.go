@@ -34,9 +34,6 @@ func repoRoot(t *testing.T) string {
 // Two builds of the same source give the same index digest; the index holds both platforms,
 // each image runs as 65532 on the shared base, and the amd64 binary runs here.
 func TestImagesAreReproducibleMultiArchAndNonRoot(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cross-compiles kiln-fetch for two platforms")
-	}
 	ctx := context.Background()
 	fetch := Images[1]
 	if fetch.Name != "kiln-fetch" {
