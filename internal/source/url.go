@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Secret keys the error messages point at: a basic-auth Secret's username and
@@ -249,7 +250,11 @@ func (p Policy) Resolve(ctx context.Context, host string) ([]netip.Addr, error) 
 		if r == nil {
 			r = net.DefaultResolver
 		}
-		addrs, err = r.LookupNetIP(ctx, "ip", host)
+		// A tenant names the host: a resolver it makes slow must not hold admission or a
+		// deployer worker for longer than a lookup takes.
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		addrs, err = r.LookupNetIP(lctx, "ip", host)
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("resolving the repository host %s: %w", host, err)
 		}
